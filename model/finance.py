@@ -1,0 +1,174 @@
+"""Money: state funding and its waste, private capital, capex, building capacity.
+
+Mechanism 5 of DESIGN.md. State money (F05-F07, Big Fund phases, a surge F29) goes mostly to
+national champions and the rest to the swarm by state backing; fraudulent firms court local
+officials and draw more of it (F19). Private money (F11 VC, F21 STAR Market) grows, and grows
+faster when US controls make domestic suppliers the only option (CLM70, Dan Wang). Firms turn
+cash into capacity; fabs need tools for that, bought at home or abroad under the controls
+(:func:`buy_tools`), so a fab cut off from foreign tools with no domestic substitute cannot
+expand. Waste (F19, F32) is money paid to fraudulent firms, money that programmes lose before
+reaching firms, and money paid in the two years before a firm fails.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .calendar import quarter_ordinal
+from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, vintage_column
+from .market import clear, logistic
+
+
+def private_money(model) -> float:
+    """Private capital into Chinese chip firms this quarter, US$ bn."""
+    p = model.p
+    years = model.year_float - 2014.0
+    vc = p["private.vc_usd_bn_per_quarter_2014"] * (1 + p["private.growth_pct_per_year"] / 100.0) ** years
+    vc *= 1.0 + p["private.control_spur"] * model.control_pressure_index
+    if model.quarter >= quarter_ordinal(str(p["private.star_market_opens"])):
+        vc *= 1.0 + p["private.star_market_boost_pct"] / 100.0
+    return float(min(vc, p["private.cap_usd_bn_per_quarter"]))
+
+
+def allocate(amount: float, weights: np.ndarray) -> np.ndarray:
+    """Split ``amount`` proportionally to non-negative ``weights`` (zeros if all zero)."""
+    total = weights.sum()
+    if amount <= 0 or total <= 0:
+        return np.zeros_like(weights)
+    return amount * weights / total
+
+
+def distribute_state_money(model, total: float, targeted: list[tuple[float, list | None]]) -> np.ndarray:
+    """Per-firm state money this quarter (champions first, then the swarm by backing)."""
+    p = model.p
+    f = model.firms
+    n = f.n
+    alive = f.alive[:n]
+    backing = f.backing[:n] * alive
+    champ = f.champion[:n]
+    targeted_total = sum(a for a, _ in targeted)
+    general = max(0.0, total - targeted_total)
+    share = p["china.champion_share_of_funding_pct"] / 100.0
+    money = allocate(general * share, backing * champ)
+    swarm_w = backing * ~champ * np.where(f.fraud[:n], 3.0, 1.0)
+    money += allocate(general * (1 - share), swarm_w)
+    for amount, lines in targeted:
+        idx = [FIRM_LINE_INDEX[name] for name in lines]
+        in_lines = np.isin(f.line[:n], idx)
+        money += allocate(amount, backing * in_lines * np.where(champ, 10.0, 1.0))
+    return money
+
+
+def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best: np.ndarray, security: float) -> dict:
+    """Fabs buy the tools their capex needs; returns the share of each request obtained.
+
+    Each request (a fab's spending at one node generation) needs tools able to make that
+    node. A fab prefers foreign tools unless domestic ones are good enough and policy pushes
+    it; where controls block foreign tools it must buy domestic, and where domestic tools
+    cannot make the node the expansion stalls. One domestic tool pool serves all requests.
+
+    Args:
+        rows: firm row of each request.
+        spend: capex of each request, US$ bn.
+        gen: node generation each request builds at.
+        best: best domestic generation per firm line.
+        security: buyers' supply-security concern (logit units).
+
+    Returns:
+        dict with ``fraction`` (per request), ``domestic`` and ``foreign`` spending by tool
+        item, and ``foreign_by_origin`` (origins,) in US$ bn.
+    """
+    p = model.p
+    f = model.firms
+    tool_share = p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
+    litho_share = p["firm_finance.litho_share_of_tools_pct"] / 100.0
+    result = {"fraction": np.ones(rows.size), "domestic": {}, "foreign": {}, "foreign_by_origin": np.zeros(len(model.origins))}
+    listed = f.listed[rows]
+    bias = p["sourcing.domestic_bias"]
+    gap_cost = p["technology.ramp_quality_gap_cost"]
+    for item, share in (("litho_equipment", litho_share), ("other_equipment", 1.0 - litho_share)):
+        need = spend * tool_share * share
+        dom_gen = best[FIRM_LINE_INDEX[item]]
+        if item == "litho_equipment":
+            dom_gen = dom_gen + p["frontier.multipatterning_bonus_generations"]
+        adequate = (dom_gen >= gen - 1e-9).astype(float)
+        gap = np.maximum(0.0, gen - dom_gen)
+        want = logistic(bias[item] - gap_cost * gap + model.china.procurement_preference + security)
+        blocked = np.zeros((rows.size, len(model.origins)))
+        for flag in (False, True):
+            m = listed == flag
+            if m.any():
+                blocked[m] = model.regime.blocked(item, flag, gen[m], model.quarter, model.compliance, model.us_technology, for_expansion=True)
+        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+        foreign_open = open_by_origin.sum(axis=1)
+        supply = model.line_supply[FIRM_LINE_INDEX[item]]
+        cleared = clear(need[None, :], want[None, :], foreign_open[None, :], np.array([supply]), adequate[None, :]) if rows.size else None
+        if cleared is None:
+            result["domestic"][item] = result["foreign"][item] = 0.0
+            continue
+        domestic = cleared.domestic[0]
+        foreign = cleared.foreign[0]
+        got = np.where(need > 0, (domestic + foreign) / np.where(need > 0, need, 1.0), 1.0)
+        result["fraction"] = np.minimum(result["fraction"], got)
+        result["domestic"][item] = float(domestic.sum())
+        result["foreign"][item] = float(foreign.sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_origin = np.where(foreign_open[:, None] > 0, open_by_origin / foreign_open[:, None], 0.0)
+        result["foreign_by_origin"] += (foreign[:, None] * per_origin).sum(axis=0)
+    return result
+
+
+def invest_and_build(model, state_money: np.ndarray, private: np.ndarray, best: np.ndarray, talent_factor: float, security: float) -> dict:
+    """Cash, capex, tools, building and depreciation for one quarter.
+
+    Returns:
+        dict with tool purchases (see :func:`buy_tools`) and ``capex_usd_bn`` (fab capex).
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    alive = f.alive[:n]
+    fraud = f.fraud[:n] & alive
+    honest = alive & ~fraud
+    line = f.line[:n]
+    rd_share = p["firm_finance.state_rd_share_pct"] / 100.0
+    margin = p["firm_finance.operating_margin_pct"] / 100.0
+    fab = honest & np.isin(line, FAB_LINES)
+    margin_vec = np.where(np.isin(line, FAB_LINES), margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
+    cap_total = f.cap[:n].sum(axis=1)
+    overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"])
+    revenue = f.revenue_usd_bn[:n]
+    f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + rd_share * state_money, 0.0)
+    profit = revenue * margin_vec - overhead
+    f.cash_usd_bn[:n] += np.where(alive, profit + state_money * (1 - rd_share) + private, 0.0)
+    # Fraudsters keep what they get; the state's share of it is wasted (F19).
+    f.cash_usd_bn[:n] = np.where(fraud, 0.0, f.cash_usd_bn[:n])
+    memory_q = p["firm_finance.state_funds_memory_quarters"]
+    f.state_funds_usd_bn[:n] = f.state_funds_usd_bn[:n] * (1 - 1.0 / memory_q) + state_money
+    spend = np.where(honest, p["firm_finance.cash_spend_pct_per_quarter"] / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0)
+    # Requests: a foundry spends part of its capex at its best node and the rest on mature
+    # capacity; other fabs build at their node; non-fab lines need no controlled tools.
+    foundry = fab & (line == FIRM_LINE_INDEX["foundry"])
+    other_fab = fab & ~foundry & (spend > 0)
+    frontier_share = p["firm_finance.foundry_frontier_capex_pct"] / 100.0
+    fr = np.nonzero(foundry & (spend > 0))[0]
+    of = np.nonzero(other_fab)[0]
+    req_rows = np.concatenate([fr, fr, of])
+    req_spend = np.concatenate([spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]])
+    req_gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], 0.0), f.gen[of]])
+    req_col = np.concatenate([vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)])
+    tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
+    used_req = req_spend * tools["fraction"]
+    kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
+    build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
+    used = np.where(honest & ~fab, spend, 0.0)
+    np.add.at(used, req_rows, used_req)
+    f.cash_usd_bn[:n] -= used
+    np.add.at(f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * 4.0))
+    plain = np.nonzero(honest & ~fab)[0]
+    f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * 4.0)
+    done = f.pending[:n] * (talent_factor / build_q[line])[:, None]
+    f.pending[:n] -= done
+    f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done
+    tools["capex_usd_bn"] = float(used_req.sum())
+    return tools

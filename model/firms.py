@@ -1,0 +1,167 @@
+"""Chinese firms: Mesa agents for identity, a structure of arrays for the arithmetic.
+
+Each Chinese firm, from a national champion to one agent of the small-firm swarm (F12, F13),
+is a :class:`Firm` agent: it has a name when it is a champion, can be put on the Entity List
+by a scenario event, and enters and fails as an agent. Its numbers (capacity, technology,
+cash, state backing) live in :class:`FirmPopulation`, one numpy array per attribute over all
+firms, because the market arithmetic runs every quarter over thousands of firms and per-agent
+Python calls would dominate the run time (mesa-notes.md: ``shuffle_do`` costs 1.3-1.9 µs per
+agent-step; numpy over arrays is 80-280x cheaper).
+
+Foundry capacity is kept by vintage: capacity built while a firm's best node was in the
+leading, advanced or mature tier stays in that tier, so SMIC-like firms keep their mature
+lines when they reach 7 nm. Other lines use the last (mature/base) column only.
+"""
+
+from __future__ import annotations
+
+import mesa
+import numpy as np
+
+from .taxonomy import ADVANCED_MIN_GEN, LEADING_MIN_GEN, UPSTREAM, gen_to_node_nm
+
+#: A Chinese firm's product line.
+FIRM_LINES: tuple[str, ...] = ("foundry", "memory", "compound") + UPSTREAM
+FIRM_LINE_INDEX = {name: i for i, name in enumerate(FIRM_LINES)}
+FOUNDRY, MEMORY, COMPOUND = 0, 1, 2
+#: Vintage columns of the capacity matrix.
+VINTAGE_LEADING, VINTAGE_ADVANCED, VINTAGE_BASE = 0, 1, 2
+FAB_LINES = (FOUNDRY, MEMORY, COMPOUND)
+
+
+class FirmPopulation:
+    """Arrays over every firm ever created; dead firms stay, masked by ``alive``.
+
+    Rows are never reused, so a firm's row index is its identity in the arrays.
+    """
+
+    FLOAT_COLS = ("gen", "cash_usd_bn", "backing", "revenue_usd_bn", "rd_usd_bn", "state_funds_usd_bn")
+    BOOL_COLS = ("alive", "champion", "fraud", "listed")
+
+    def __init__(self, capacity_hint: int = 4096):
+        n = max(16, capacity_hint)
+        self.n = 0
+        self.line = np.zeros(n, dtype=np.int8)
+        self.entered_q = np.zeros(n, dtype=np.int32)
+        self.cap = np.zeros((n, 3))
+        self.pending = np.zeros((n, 3))
+        for c in self.FLOAT_COLS:
+            setattr(self, c, np.zeros(n))
+        for c in self.BOOL_COLS:
+            setattr(self, c, np.zeros(n, dtype=bool))
+
+    def _grow(self, need: int) -> None:
+        size = self.line.shape[0]
+        if self.n + need <= size:
+            return
+        new = max(size * 2, self.n + need)
+        for name in ("line", "entered_q", *self.FLOAT_COLS, *self.BOOL_COLS):
+            old = getattr(self, name)
+            arr = np.zeros(new, dtype=old.dtype)
+            arr[: self.n] = old[: self.n]
+            setattr(self, name, arr)
+        for name in ("cap", "pending"):
+            old = getattr(self, name)
+            arr = np.zeros((new, 3))
+            arr[: self.n] = old[: self.n]
+            setattr(self, name, arr)
+
+    def add(self, line, capacity, gen, backing, quarter: int, champion=False, fraud=False) -> np.ndarray:
+        """Append firms; returns their row indices. Array arguments give one value per firm."""
+        line = np.atleast_1d(np.asarray(line, dtype=np.int8))
+        k = line.size
+        self._grow(k)
+        rows = np.arange(self.n, self.n + k)
+        self.n += k
+        self.line[rows] = line
+        self.entered_q[rows] = quarter
+        gen_arr = np.broadcast_to(np.asarray(gen, dtype=float), (k,))
+        self.gen[rows] = gen_arr
+        cap = np.broadcast_to(np.asarray(capacity, dtype=float), (k,))
+        col = np.full(k, VINTAGE_BASE)
+        is_foundry = line == FOUNDRY
+        col[is_foundry] = vintage_column(gen_arr[is_foundry])
+        self.cap[rows, :] = 0.0
+        self.cap[rows, col] = cap
+        self.pending[rows, :] = 0.0
+        self.backing[rows] = backing
+        self.cash_usd_bn[rows] = 0.0
+        self.revenue_usd_bn[rows] = 0.0
+        self.rd_usd_bn[rows] = 0.0
+        self.state_funds_usd_bn[rows] = 0.0
+        self.alive[rows] = True
+        self.champion[rows] = champion
+        self.fraud[rows] = fraud
+        self.listed[rows] = False
+        return rows
+
+    def view(self, name: str) -> np.ndarray:
+        """The live part of an array (rows ``0..n-1``)."""
+        return getattr(self, name)[: self.n]
+
+
+def vintage_column(gen: np.ndarray) -> np.ndarray:
+    """Capacity column a foundry builds into at node generation ``gen``."""
+    gen = np.asarray(gen, dtype=float)
+    return np.where(gen >= LEADING_MIN_GEN, VINTAGE_LEADING, np.where(gen >= ADVANCED_MIN_GEN, VINTAGE_ADVANCED, VINTAGE_BASE))
+
+
+class Firm(mesa.Agent):
+    """A Chinese firm (a champion or one agent of the swarm).
+
+    Its numeric state is a row of the model's :class:`FirmPopulation`; the properties below
+    read it, so analysis code can treat firms as ordinary Mesa agents.
+    """
+
+    def __init__(self, model, row: int, name: str | None = None):
+        super().__init__(model)
+        self.row = int(row)
+        self.name = name
+        model.firm_agents[self.row] = self
+
+    @property
+    def line(self) -> str:
+        return FIRM_LINES[self.model.firms.line[self.row]]
+
+    @property
+    def capacity_usd_bn(self) -> float:
+        """Output capacity, US$ bn per quarter (all vintages)."""
+        return float(self.model.firms.cap[self.row].sum())
+
+    @property
+    def node_nm(self) -> float:
+        return float(gen_to_node_nm(self.model.firms.gen[self.row]))
+
+    @property
+    def entity_listed(self) -> bool:
+        return bool(self.model.firms.listed[self.row])
+
+    @entity_listed.setter
+    def entity_listed(self, value: bool) -> None:
+        self.model.firms.listed[self.row] = bool(value)
+
+    @property
+    def is_fraud(self) -> bool:
+        return bool(self.model.firms.fraud[self.row])
+
+    def fail(self) -> None:
+        """Leave the market: the row is masked and the agent removed from the model."""
+        self.model.firms.alive[self.row] = False
+        self.model.firm_agents.pop(self.row, None)
+        self.remove()
+
+
+class ForeignFirmGroup(mesa.Agent):
+    """Foreign firms of one country in one segment (e.g. Dutch lithography, Korean memory).
+
+    Sized from supply-chain-structure.md; tracks what the group sells to China and, for fab
+    groups, the capacity it runs inside China (which counts toward F03's China-located
+    production).
+    """
+
+    def __init__(self, model, country: str, item: str, world_share: float):
+        super().__init__(model)
+        self.country = country
+        self.item = item
+        self.world_share = world_share
+        self.china_revenue_usd_bn = 0.0

@@ -1,0 +1,179 @@
+"""Governments: the US, China and the allies that choose how far to follow US controls."""
+
+from __future__ import annotations
+
+import math
+
+import mesa
+import numpy as np
+
+from .taxonomy import LEADING_MIN_GEN
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class AllyGovernment(mesa.Agent):
+    """An ally (Netherlands, Japan, South Korea, Taiwan, EU) deciding its alignment.
+
+    In ``free`` mode it moves each quarter toward a target alignment
+    ``logistic(intercept + w_p * US pressure + w_o * opinion + w_s * security
+    - w_x * its firms' China revenue share - w_c * Chinese countermeasures + noise)``
+    (F24 pressure, F27 opinion, F25 exposure, F22 countermeasures); a scenario event can
+    force a value instead (``ally_alignment``) or hand the choice back (``free``).
+    """
+
+    def __init__(self, model, name: str, alignment: float, opinion_pct: float, security: float):
+        super().__init__(model)
+        self.name = name
+        self.alignment = alignment
+        self.opinion = (opinion_pct - 50.0) / 50.0
+        self.security_dependence = security
+        self.forced: float | None = None
+        self.exposure = 0.0
+        self.asked = False
+
+    def decide(self) -> None:
+        """Set this quarter's alignment (free choice or forced)."""
+        m = self.model
+        p = m.p
+        if self.forced is not None:
+            self.alignment = self.forced
+            return
+        noise = m.rng.normal(0.0, p["allies.decision_noise_sd"])
+        x = (
+            p["allies.decision_intercept"]
+            + p["allies.weight_us_pressure"] * m.us.pressure
+            + p["allies.weight_opinion"] * self.opinion
+            + p["allies.weight_security"] * self.security_dependence
+            - p["allies.weight_china_exposure"] * self.exposure
+            - p["allies.weight_countermeasures"] * m.china.countermeasure_level
+            + noise
+        )
+        target = _logistic(x)
+        self.alignment += p["allies.adjustment_pct_per_quarter"] / 100.0 * (target - self.alignment)
+        self.alignment = min(1.0, max(0.0, self.alignment))
+
+    @property
+    def defected(self) -> bool:
+        """Below the defection threshold after the US has asked it to align."""
+        return self.asked and self.alignment < self.model.p["allies.defection_threshold"]
+
+
+class USGovernment(mesa.Agent):
+    """The US: presses allies, may tighten by rule, may relax under its firms' lobbying (F26)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.pressure_boost = 0.0
+        self.pressure = 0.0
+        self.lost_revenue_usd_bn = 0.0
+        self.relaxed = False
+
+    def act(self) -> None:
+        """Update pressure on allies, lobbying and rule-based tightening."""
+        m = self.model
+        p = m.p
+        q = m.quarter
+        self.pressure = p["us.pressure_per_control_level"] * min(2.0, m.regime.intensity(q) / 6.0) + self.pressure_boost
+        if self.pressure > 0:
+            for ally in m.allies.values():
+                ally.asked = True
+        # F26: US firms' China revenue lost to controls feeds lobbying for relaxation.
+        w = p["us.lobbying_weight"]
+        if w > 0 and not self.relaxed and m.regime.intensity(q) > 0:
+            if w * self.lost_revenue_usd_bn > p["us.lobbying_threshold_usd_bn"]:
+                m.regime.relax("all", "all", 50.0)
+                self.relaxed = True
+                m.log_event("us lobbying relaxes country-wide controls (licence 50%)")
+        if p["us.auto_tighten"]:
+            self._auto_tighten()
+
+    def _auto_tighten(self) -> None:
+        """Lower tool thresholds when China's best node closes in on them (DESIGN: regimes)."""
+        m = self.model
+        p = m.p
+        q = m.quarter
+        reg = m.regime
+        if q - reg.last_tightened_q < p["us.auto_tighten_interval_quarters"]:
+            return
+        thresholds = [t for t in reg.binding_thresholds("other_equipment", q) if np.isfinite(t)]
+        if not thresholds:
+            return
+        lowest = min(thresholds)
+        if m.china_best_gen >= lowest - p["us.auto_tighten_margin_generations"]:
+            new_thr = max(lowest - p["us.auto_tighten_step_generations"], -3.0)
+            for item in ("other_equipment", "litho_equipment", "eda_ip"):
+                m.add_control(item=item, target="all", threshold_gen=new_thr, fdp=True, label="auto-tighten")
+            if new_thr < LEADING_MIN_GEN:
+                m.add_control(item="chips_advanced", target="all", threshold_gen=-np.inf, fdp=True, coverage=0.3, label="auto-tighten")
+            reg.last_tightened_q = q
+            m.log_event(f"US auto-tightens tool controls to generation {new_thr:.1f}")
+
+
+class ChinaGovernment(mesa.Agent):
+    """China: subsidies, Big Fund phases, procurement preference, talent, countermeasures.
+
+    Its quarterly budget is the central subsidy (F07, growing with F20's R&D push), the
+    funding programmes started by scenario events (Big Fund I-III, a whole-nation surge F29),
+    and local governments' co-investment (F05's envelope, F19's HSMC money).
+    """
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.programs: list[dict] = []
+        self.countermeasure_level = 0.0
+        self.minerals_controlled = False
+        self.talent_programs: list[tuple[int, float]] = []
+        self.talent_supply_k = 0.0
+
+    @property
+    def procurement_preference(self) -> float:
+        """Logit units pushing state-linked buyers toward domestic chips (events change it)."""
+        return self.model.p["china.procurement_preference"]
+
+    def add_program(self, name: str, amount_usd_bn: float, quarters: int, waste_pct: float | None, lines) -> None:
+        """Start a funding programme disbursed evenly over ``quarters``."""
+        self.programs.append(
+            {"name": name, "per_q": amount_usd_bn / quarters, "left": quarters, "waste": waste_pct, "lines": lines}
+        )
+
+    def budget(self) -> tuple[float, float, list[tuple[float, list | None]]]:
+        """This quarter's state money: (total, extra wasted up front, targeted parts).
+
+        Returns:
+            total US$ bn, the part lost before reaching firms (programmes with their own
+            waste share, e.g. a surge), and the list of (amount, lines) for targeted money.
+        """
+        m = self.model
+        p = m.p
+        years_from_2020 = m.year_float - 2020.5
+        central = p["china.central_subsidy_usd_bn_per_year_2020"] / 4.0 * (1 + p["china.subsidy_growth_pct_per_year"] / 100.0) ** years_from_2020
+        total = central
+        lost = 0.0
+        targeted = []
+        for prog in self.programs:
+            if prog["left"] <= 0:
+                continue
+            prog["left"] -= 1
+            amt = prog["per_q"]
+            if prog["waste"] is not None:
+                lost += amt * prog["waste"] / 100.0
+                amt *= 1 - prog["waste"] / 100.0
+            total += prog["per_q"]
+            if prog["lines"]:
+                targeted.append((amt, prog["lines"]))
+        total *= 1.0 + p["china.local_government_multiplier"]
+        return total, lost, targeted
+
+    def update_talent(self) -> None:
+        """Grow the chip workforce (F15 gap, F16 programmes four years after they start)."""
+        m = self.model
+        p = m.p
+        growth = p["china.talent_supply_growth_pct_per_year"] + p["china.talent_supply_response_pct_per_year"] * m.talent_shortfall
+        for start_q, boost in self.talent_programs:
+            # New schools graduate their first classes after four years; restrictions bite at once.
+            if boost < 0 or m.quarter >= start_q + 16:
+                growth += boost
+        self.talent_supply_k *= max(0.0, 1 + growth / 100.0) ** 0.25

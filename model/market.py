@@ -1,0 +1,81 @@
+"""China's chip demand and the sourcing choice between domestic and foreign supply.
+
+Mechanisms 1 and 2 of DESIGN.md. Demand grows with the world market (F30) and is split by
+tier; each buyer wants a share of each tier from domestic suppliers (a logit of quality gap,
+procurement pressure and supply-security concern), is forced to domestic supply where
+controls block foreign supply, and is left short (unmet demand) when domestic supply cannot
+make up the difference. The same clearing serves upstream purchases (tools, EDA, materials,
+packaging, design) with China's industry as the single buyer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .taxonomy import TIERS
+
+
+def interpolate_points(points: list, year: float) -> float:
+    """Piecewise-linear value of ``[[year, value], ...]`` at ``year`` (flat outside)."""
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return float(np.interp(year, xs, ys))
+
+
+def tier_shares(p: dict, year: float) -> np.ndarray:
+    """Shares (sum 1) of China's chip demand by tier; ``mature`` is the remainder."""
+    shares = {t: interpolate_points(p[f"demand.tier_share_pct.{t}"], year) for t in TIERS if t != "mature"}
+    shares["mature"] = 100.0 - sum(shares.values())
+    if shares["mature"] < 0:
+        raise ValueError(f"demand tier shares exceed 100% in {year:.0f}: {shares}")
+    return np.array([shares[t] for t in TIERS]) / 100.0
+
+
+def world_market_usd_bn_per_year(p: dict, year: float) -> float:
+    """World semiconductor market at ``year`` (F30's US$600 bn in 2022, grown or backcast)."""
+    g = p["demand.world_market_growth_pct_per_year"] / 100.0
+    return p["demand.world_market_usd_bn_2022"] * (1.0 + g) ** (year - 2022.5)
+
+
+def logistic(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class Cleared:
+    """Result of clearing one market (arrays broadcast over buyers and items)."""
+
+    domestic: np.ndarray
+    foreign: np.ndarray
+    unmet: np.ndarray
+    blocked_demand: np.ndarray
+    fill: np.ndarray
+
+
+def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1.0) -> Cleared:
+    """Split demand between domestic supply, foreign supply and unmet demand.
+
+    Args:
+        demand: (B, K) demand by buyer and item, US$ bn.
+        want_domestic_share: (B, K) share each buyer would buy domestically by choice.
+        foreign_open: (B, K) share of foreign supply still reachable under controls.
+        domestic_supply: (K,) what domestic suppliers can deliver.
+        adequate: (B, K) or scalar, 1 where domestic supply can do the job (technology).
+
+    Returns:
+        :class:`Cleared`; ``domestic + foreign + unmet == demand`` element-wise.
+    """
+    want = demand * want_domestic_share * adequate
+    blocked = demand * (1.0 - want_domestic_share * adequate) * (1.0 - foreign_open)
+    forced = blocked * adequate
+    request = want + forced
+    total = request.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fill = np.where(total > 0, np.minimum(1.0, domestic_supply / np.where(total > 0, total, 1.0)), 1.0)
+    domestic = request * fill
+    spill = want * (1.0 - fill)
+    foreign = demand * (1.0 - want_domestic_share * adequate) * foreign_open + spill * foreign_open
+    unmet = blocked - forced * fill + spill * (1.0 - foreign_open)
+    return Cleared(domestic, foreign, unmet, blocked, fill)

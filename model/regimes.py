@@ -1,0 +1,162 @@
+"""Export-control regimes: rules, listed entities, reach, leakage and stockpiling.
+
+A regime (today only the US-led one) holds dated rules. A rule covers an item (chips of a
+tier, lithography or other tools, EDA/IP, materials), optionally only at or beyond a
+technology threshold, and either every Chinese buyer (``all``) or only listed entities
+(``listed``). Who complies:
+
+* US firms always;
+* an ally's firms in proportion to the ally's alignment (or fully, when the rule names the
+  ally in ``enforced_by``: a bilateral decision such as the Dutch EUV licence refusal);
+* the rest of a non-complying country's items only through a foreign direct product rule,
+  in proportion to the regime's extraterritorial reach and the share of that country's
+  items made with US technology (which firms can "design out": F23).
+
+Country-wide rules leak (smuggling, front companies); rules on named entities do not.
+Tools bought ahead of a rule keep capacity growing for ``stockpile_quarters`` after it binds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mesa
+import numpy as np
+
+from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, node_nm_to_gen
+
+#: Supply origins: the six countries plus ``other`` (outside every regime).
+ORIGINS: tuple[str, ...] = COUNTRIES + ("other",)
+ITEM_INDEX = {name: i for i, name in enumerate(CONTROLLABLE)}
+
+
+@dataclass
+class ControlRule:
+    """One dated rule of a regime."""
+
+    item: int
+    target: str  # "all" or "listed"
+    threshold_gen: float  # covers items at or beyond this node generation (-inf: all)
+    coverage: float
+    licence: float
+    foreign_direct_product: bool
+    enforced_by: frozenset[str]
+    effective_q: int
+    label: str = ""
+
+
+@dataclass
+class RegimeState:
+    """What the regime looks like this quarter (rebuilt by events)."""
+
+    rules: list[ControlRule] = field(default_factory=list)
+    reach: float = 1.0
+
+
+class ExportControlRegime(mesa.Agent):
+    """The US-led export-control regime.
+
+    Attributes:
+        name: regime key used by scenario events (``us``).
+        state: its rules, reach and leakage.
+        rules_added: count of rules added by events or by the auto-tightening rule.
+    """
+
+    def __init__(self, model, name: str):
+        super().__init__(model)
+        self.name = name
+        self.state = RegimeState()
+        self.rules_added = 0
+        self.last_tightened_q = -10**6
+
+    # -- changes ----------------------------------------------------------------------
+    def add_rule(self, rule: ControlRule) -> None:
+        """Add a rule (from a scenario event or the auto-tightening rule)."""
+        self.state.rules.append(rule)
+        self.rules_added += 1
+
+    def relax(self, item: str, target: str, licence_pct: float) -> None:
+        """Raise the licence share of matching rules (F26: lobbying, detente)."""
+        for r in self.state.rules:
+            if (item == "all" or r.item == ITEM_INDEX[item]) and target in ("any", r.target):
+                r.licence = max(r.licence, licence_pct / 100.0)
+
+    # -- queries ------------------------------------------------------------------------
+    def intensity(self, quarter: int) -> float:
+        """A 0-∞ index of how much the regime covers: sum of binding coverage x (1-licence)."""
+        return float(
+            sum(r.coverage * (1 - r.licence) for r in self.state.rules if r.effective_q <= quarter)
+        )
+
+    def blocked(
+        self,
+        item: str,
+        listed: bool,
+        gen: np.ndarray | float,
+        quarter: int,
+        compliance: np.ndarray,
+        us_technology: np.ndarray,
+        for_expansion: bool = False,
+    ) -> np.ndarray:
+        """Share of each origin's supply of ``item`` that cannot reach a buyer.
+
+        Args:
+            item: a name from ``CONTROLLABLE``.
+            listed: whether the buyer is on the entity list.
+            gen: node generation(s) the item is needed for; shape (n,) or scalar.
+            quarter: current quarter ordinal.
+            compliance: (origins,) each origin's alignment (1 for the US, 0 for ``other``).
+            us_technology: (origins,) share of each origin's items made with US technology.
+            for_expansion: tools for new capacity, which stockpiles soften after a rule binds.
+
+        Returns:
+            Array (n, origins) of blocked shares in [0, 1].
+        """
+        g = np.atleast_1d(np.asarray(gen, dtype=float))
+        leakage = self.model.p["controls.leakage_pct"] / 100.0
+        stockpile_q = self.model.p["controls.stockpile_quarters"]
+        open_share = np.ones((g.size, len(ORIGINS)))
+        idx = ITEM_INDEX[item]
+        for r in self.state.rules:
+            if r.item != idx or r.effective_q > quarter:
+                continue
+            if r.target == "listed" and not listed:
+                continue
+            strength = r.coverage * (1.0 - r.licence)
+            if for_expansion and stockpile_q > 0:
+                strength *= min(1.0, (quarter - r.effective_q) / stockpile_q)
+            if strength <= 0:
+                continue
+            comp = compliance.copy()
+            for c in r.enforced_by:
+                comp[ORIGINS.index(c)] = 1.0
+            fdp = self.state.reach * us_technology if r.foreign_direct_product else 0.0
+            block = strength * (comp + (1.0 - comp) * fdp)
+            if r.target == "all":
+                block = block * (1.0 - leakage)
+            covered = (g >= r.threshold_gen)[:, None]
+            open_share *= np.where(covered, 1.0 - block[None, :], 1.0)
+        return 1.0 - open_share
+
+    def binding_thresholds(self, item: str, quarter: int, target: str = "all") -> list[float]:
+        """Thresholds (node generations) of binding rules on ``item`` for ``target``."""
+        idx = ITEM_INDEX[item]
+        return sorted(
+            r.threshold_gen
+            for r in self.state.rules
+            if r.item == idx and r.effective_q <= quarter and r.target == target
+        )
+
+
+def threshold_to_gen(threshold_nm: float | None) -> float:
+    """A rule's threshold in nm as a node generation; no threshold covers everything."""
+    return -np.inf if threshold_nm is None else node_nm_to_gen(threshold_nm)
+
+
+def compliance_vector(alignment: dict[str, float]) -> np.ndarray:
+    """Per-origin compliance: US 1, allies their alignment, ``other`` 0."""
+    out = np.zeros(len(ORIGINS))
+    out[ORIGINS.index("united_states")] = 1.0
+    for ally in ALLIES:
+        out[ORIGINS.index(ally)] = alignment[ally]
+    return out

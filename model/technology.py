@@ -1,0 +1,148 @@
+"""Technology: the world frontier, Chinese firms' learning, and the ceilings controls impose.
+
+Mechanism 4 of DESIGN.md. The frontier moves at a documented pace (14 nm in 2014, 3 nm in
+2022, IRDS after). A Chinese firm's technology (node generation, 28 nm = 0, x0.7 per
+generation) rises with R&D relative to its size, with a catch-up bonus for being behind,
+scaled by the share of needed talent it can hire (F15). It cannot pass the ceiling set by
+the tools and design software it can get: foreign ones where controls leave enough supply
+open, otherwise domestic ones (lithography gains two generations from multipatterning, as
+SMIC's DUV-made 7 nm shows). Installed tools keep working, so a ceiling never pushes a firm
+back. Champions draw rare breakthroughs and setbacks from the model's generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .firms import COMPOUND, FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY
+from .regimes import ITEM_INDEX, ORIGINS
+from .taxonomy import node_nm_to_gen
+
+#: Upstream items a fab needs to move to a new node, and the firm line that makes them in China.
+NODE_INPUTS: tuple[tuple[str, int], ...] = (
+    ("litho_equipment", FIRM_LINE_INDEX["litho_equipment"]),
+    ("other_equipment", FIRM_LINE_INDEX["other_equipment"]),
+    ("eda_ip", FIRM_LINE_INDEX["eda_ip"]),
+)
+
+
+def frontier_gen(p: dict, year: float) -> float:
+    """World frontier logic node generation at ``year``."""
+    g0 = node_nm_to_gen(p["frontier.node_nm_2014"])
+    early = p["frontier.generations_per_year_to_2022"]
+    late = p["frontier.generations_per_year_after_2022"]
+    if year <= 2022.5:
+        return g0 + early * (year - 2014.0)
+    return g0 + early * (2022.5 - 2014.0) + late * (year - 2022.5)
+
+
+def line_frontiers(p: dict, year: float) -> np.ndarray:
+    """Frontier generation per firm line (compound moves slower: CLM70)."""
+    f = frontier_gen(p, year)
+    out = np.full(len(FIRM_LINES), f)
+    g0 = node_nm_to_gen(p["frontier.node_nm_2014"])
+    out[COMPOUND] = g0 + (f - g0) * p["frontier.compound_pace_ratio"]
+    return out
+
+
+def foreign_access_gen(model, item: str, listed: bool) -> float:
+    """Highest generation for which enough foreign supply of ``item`` is open to a fab.
+
+    Rules are step functions of the generation, so it is enough to test each binding
+    threshold from the lowest up. Returns ``inf`` when nothing binds enough.
+    """
+    reg = model.regime
+    idx = ITEM_INDEX[item]
+    q = model.quarter
+    thresholds = sorted(
+        {r.threshold_gen for r in reg.state.rules if r.item == idx and r.effective_q <= q and (listed or r.target == "all")}
+    )
+    if not thresholds:
+        return np.inf
+    share = model.foreign_share[item]
+    blocked = reg.blocked(item, listed, np.array(thresholds), q, model.compliance, model.us_technology, for_expansion=True)
+    open_share = (1.0 - blocked) @ share
+    below = np.nonzero(open_share < model.p["controls.access_minimum_pct"] / 100.0)[0]
+    if below.size == 0:
+        return np.inf
+    return float(thresholds[below[0]]) - 1e-6
+
+
+def line_best_gen(firms, n_lines: int = len(FIRM_LINES), min_share: float = 0.05) -> np.ndarray:
+    """Best generation per line among live, honest firms holding >= ``min_share`` of its capacity."""
+    n = firms.n
+    alive = firms.alive[:n] & ~firms.fraud[:n]
+    line = firms.line[:n]
+    cap = firms.cap[:n].sum(axis=1)
+    gen = firms.gen[:n]
+    out = np.full(n_lines, -10.0)
+    for k in range(n_lines):
+        m = alive & (line == k)
+        if not m.any():
+            continue
+        c = cap[m]
+        big = c >= min_share * c.sum() if c.sum() > 0 else np.ones_like(c, dtype=bool)
+        out[k] = gen[m][big].max()
+    return out
+
+
+def node_ceilings(model, best: np.ndarray) -> np.ndarray:
+    """Per-firm ceiling generation from the tools and design software each fab can get."""
+    p = model.p
+    f = model.firms
+    n = f.n
+    frontiers = line_frontiers(p, model.year_float)
+    ceiling = frontiers[f.line[:n]].copy()
+    fab = np.isin(f.line[:n], (FOUNDRY, MEMORY))
+    if not fab.any():
+        return ceiling
+    domestic = {
+        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]] + p["frontier.multipatterning_bonus_generations"],
+        "other_equipment": best[FIRM_LINE_INDEX["other_equipment"]],
+        "eda_ip": best[FIRM_LINE_INDEX["eda_ip"]],
+    }
+    for listed in (False, True):
+        rows = fab & (f.listed[:n] == listed)
+        if not rows.any():
+            continue
+        cap_gen = np.inf
+        for item, _line in NODE_INPUTS:
+            foreign = foreign_access_gen(model, item, listed)
+            cap_gen = min(cap_gen, max(foreign, domestic[item]))
+        ceiling[rows] = np.minimum(ceiling[rows], cap_gen)
+    return ceiling
+
+
+def learn(model, talent_factor: float, best: np.ndarray) -> None:
+    """Advance every live firm's technology by one quarter (vectorised)."""
+    p = model.p
+    f = model.firms
+    n = f.n
+    alive = f.alive[:n]
+    line = f.line[:n]
+    gen = f.gen[:n]
+    frontiers = line_frontiers(p, model.year_float)
+    rates = np.array([p["technology.learning_gen_per_year"][name] for name in FIRM_LINES])
+    cap = np.maximum(f.cap[:n].sum(axis=1), p["firm_finance.minimum_scale_usd_bn"])
+    rd_ratio = f.rd_usd_bn[:n] / (cap * p["technology.rd_reference_pct_of_capacity"] / 100.0)
+    rd_factor = np.clip(rd_ratio, 0.05, 10.0) ** p["technology.rd_elasticity"]
+    behind = np.maximum(0.0, frontiers[line] - gen)
+    step = 0.25 * rates[line] * talent_factor * rd_factor * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
+    ceiling = node_ceilings(model, best)
+    champs = np.nonzero(alive & f.champion[:n])[0]
+    if champs.size:
+        u = model.rng.random((2, champs.size))
+        step[champs] += np.where(u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0, p["technology.breakthrough_generations"], 0.0)
+        step[champs] -= np.where(u[1] < p["technology.setback_pct_per_quarter"] / 100.0, p["technology.setback_generations"], 0.0)
+    new = np.minimum(gen + np.maximum(step, 0.0), np.maximum(gen, ceiling))
+    # A setback delays progress but never undoes a node already in production.
+    f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
+
+
+def fab_lines_mask(firms) -> np.ndarray:
+    """True for live firms that run fabs (foundry, memory, compound)."""
+    n = firms.n
+    return firms.alive[:n] & np.isin(firms.line[:n], FAB_LINES)
+
+
+__all__ = ["frontier_gen", "line_frontiers", "learn", "node_ceilings", "line_best_gen", "ORIGINS"]
