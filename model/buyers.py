@@ -39,6 +39,7 @@ class Buyer(mesa.Agent):
         self.state_linked = float(spec["state_linked"])
         self.foreign_sales_share = spec["foreign_sales_pct"] / 100.0
         self.security = 0.0
+        self.max_security = float(model.p["sourcing.security_max"])
         self.market_scale = 1.0
         self.foreign_sales_index = 100.0
         self.entity_listed = False
@@ -46,7 +47,7 @@ class Buyer(mesa.Agent):
         self.unmet_share = 0.0
         self.domestic_share = 0.0
 
-    def react(self, spillover: float, jump: float, decay: float, market_loss: float) -> None:
+    def react(self, spillover: float, jump: float, decay: float, market_loss: float, foreign_multiplier: float = 1.0) -> None:
         """Update security concern and market after this quarter's purchases.
 
         Args:
@@ -54,9 +55,10 @@ class Buyer(mesa.Agent):
             jump: logit units per unit share of own supply blocked.
             decay: share of concern forgotten per quarter.
             market_loss: share of demand lost per unit share of demand unmet.
+            foreign_multiplier: how much faster foreign customers leave (F18).
         """
-        self.security = self.security * (1.0 - decay) + jump * self.blocked_share + spillover
+        self.security = min(self.max_security, self.security * (1.0 - decay) + jump * self.blocked_share + spillover)
         loss = market_loss * self.unmet_share
         self.market_scale *= max(0.0, 1.0 - loss)
         # Foreign customers leave faster than domestic ones (F18: China two-thirds of revenue).
-        self.foreign_sales_index *= max(0.0, 1.0 - min(1.0, 2.0 * loss))
+        self.foreign_sales_index *= max(0.0, 1.0 - min(1.0, foreign_multiplier * loss))

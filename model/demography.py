@@ -39,7 +39,7 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     lines = swarm_lines(p, rng, size)
     weights = rng.lognormal(0.0, 1.0, size)
     if capacity_by_line is None:
-        capacity = p["firm_finance.minimum_scale_usd_bn"] * weights
+        capacity = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"] * weights
     else:
         capacity = np.zeros(size)
         for name, total in capacity_by_line.items():

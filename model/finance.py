@@ -102,12 +102,13 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
         foreign_open = open_by_origin.sum(axis=1)
         supply = model.line_supply[FIRM_LINE_INDEX[item]]
-        cleared = clear(need[None, :], want[None, :], foreign_open[None, :], np.array([supply]), adequate[None, :]) if rows.size else None
-        if cleared is None:
+        if rows.size == 0:
             result["domestic"][item] = result["foreign"][item] = 0.0
             continue
-        domestic = cleared.domestic[0]
-        foreign = cleared.foreign[0]
+        # Requests are the rows of a single-column market: one domestic tool pool for all.
+        cleared = clear(need[:, None], want[:, None], foreign_open[:, None], np.array([supply]), adequate[:, None])
+        domestic = cleared.domestic[:, 0]
+        foreign = cleared.foreign[:, 0]
         got = np.where(need > 0, (domestic + foreign) / np.where(need > 0, need, 1.0), 1.0)
         result["fraction"] = np.minimum(result["fraction"], got)
         result["domestic"][item] = float(domestic.sum())
@@ -136,7 +137,7 @@ def invest_and_build(model, state_money: np.ndarray, private: np.ndarray, best: 
     fab = honest & np.isin(line, FAB_LINES)
     margin_vec = np.where(np.isin(line, FAB_LINES), margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
     cap_total = f.cap[:n].sum(axis=1)
-    overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"])
+    overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"])
     revenue = f.revenue_usd_bn[:n]
     f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + rd_share * state_money, 0.0)
     profit = revenue * margin_vec - overhead
@@ -145,7 +146,11 @@ def invest_and_build(model, state_money: np.ndarray, private: np.ndarray, best: 
     f.cash_usd_bn[:n] = np.where(fraud, 0.0, f.cash_usd_bn[:n])
     memory_q = p["firm_finance.state_funds_memory_quarters"]
     f.state_funds_usd_bn[:n] = f.state_funds_usd_bn[:n] * (1 - 1.0 / memory_q) + state_money
-    spend = np.where(honest, p["firm_finance.cash_spend_pct_per_quarter"] / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0)
+    # Firms expand when they sell most of what they make; a new firm (no capacity yet) builds.
+    utilisation = np.where(cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0)
+    threshold = p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0
+    appetite = np.clip((utilisation - (threshold - 0.25)) / 0.25, 0.0, 1.0)
+    spend = np.where(honest, appetite * p["firm_finance.cash_spend_pct_per_quarter"] / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0)
     # Requests: a foundry spends part of its capex at its best node and the rest on mature
     # capacity; other fabs build at their node; non-fab lines need no controlled tools.
     foundry = fab & (line == FIRM_LINE_INDEX["foundry"])

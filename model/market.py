@@ -70,12 +70,16 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     want = demand * want_domestic_share * adequate
     blocked = demand * (1.0 - want_domestic_share * adequate) * (1.0 - foreign_open)
     forced = blocked * adequate
-    request = want + forced
-    total = request.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fill = np.where(total > 0, np.minimum(1.0, domestic_supply / np.where(total > 0, total, 1.0)), 1.0)
-    domestic = request * fill
-    spill = want * (1.0 - fill)
+    # Buyers with no foreign alternative are served first (they pay what it takes, and the
+    # state sees to it); voluntary domestic demand shares what is left.
+    forced_total = forced.sum(axis=0)
+    want_total = want.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        fill_forced = np.where(forced_total > 0, np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)), 1.0)
+        left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
+        fill_want = np.where(want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0)
+    domestic = forced * fill_forced + want * fill_want
+    spill = want * (1.0 - fill_want)
     foreign = demand * (1.0 - want_domestic_share * adequate) * foreign_open + spill * foreign_open
-    unmet = blocked - forced * fill + spill * (1.0 - foreign_open)
-    return Cleared(domestic, foreign, unmet, blocked, fill)
+    unmet = blocked - forced * fill_forced + spill * (1.0 - foreign_open)
+    return Cleared(domestic, foreign, unmet, blocked, fill_want)

@@ -249,7 +249,7 @@ class DecouplingModel(mesa.Model):
         ref_gen = np.array([frontier, LEADING_MIN_GEN, ADVANCED_MIN_GEN, frontier, technology.line_frontiers(p, self.year_float)[COMPOUND]])
         # Inputs needed to run production (EDA, materials): without them output is capped.
         output_factor = np.ones(len(TIERS))
-        for item, line_idx, tolerance in (("eda_ip", FIRM_LINE_INDEX["eda_ip"], 1.0), ("materials", FIRM_LINE_INDEX["materials"], 2.0)):
+        for item, line_idx, tolerance in (("materials", FIRM_LINE_INDEX["materials"], 2.0),):
             adequate = (best[line_idx] + tolerance >= dom_gen).astype(float)
             for flag in (False, True):
                 open_ = self._open(item, flag, dom_gen)
@@ -310,50 +310,69 @@ class DecouplingModel(mesa.Model):
         # Upstream purchases (segments): EDA/IP, materials, packaging, design.
         located_total = dom_k.sum() + located_k.sum()
         upstream = {}
-        mean_security = float(np.average([b.security for b in buyers], weights=[b.demand_share for b in buyers]))
+        # Industry-wide supply-security concern, half-weighted for upstream purchases.
+        mean_security = 0.5 * float(np.average([b.security for b in buyers], weights=[b.demand_share for b in buyers]))
         design_rows = live & (line == FIRM_LINE_INDEX["design"])
         design_cap = cap[design_rows].sum()
         listed_design_share = _share(cap[design_rows & f.listed[:n]].sum(), design_cap)
         design_gen = float(np.average(f.gen[:n][design_rows], weights=cap[design_rows].sum(axis=1))) if design_cap > 0 else -3.0
+        # Upstream demand by tier: EDA at the node designed for, materials at the node made,
+        # packaging a few generations behind the chip (it is less node-bound).
+        located_by_tier = dom_k + located_k
         seg_specs = {
-            "eda_ip": (demand_total * p["demand.upstream_value_share_pct.eda_ip"] / 100.0, design_gen, listed_design_share, True),
-            "materials": (located_total * p["demand.upstream_value_share_pct.materials"] / 100.0, self.china_best_gen - 2.0, float(listed_cap_share.mean()), True),
-            "packaging": (demand_total * p["demand.upstream_value_share_pct.packaging"] / 100.0, frontier - 3.0, 0.0, False),
+            "eda_ip": (demand_k * p["demand.upstream_value_share_pct.eda_ip"] / 100.0, ref_gen, listed_design_share, True),
+            "materials": (located_by_tier * p["demand.upstream_value_share_pct.materials"] / 100.0, dom_gen - 2.0, float(listed_cap_share.mean()), True),
+            "packaging": (demand_k * p["demand.upstream_value_share_pct.packaging"] / 100.0, ref_gen - 3.0, 0.0, False),
         }
         for seg, (seg_demand, need_gen, listed_share, controllable) in seg_specs.items():
             upstream[seg] = self._upstream(seg, seg_demand, need_gen, listed_share, controllable, mean_security)
-            foreign_by_origin += upstream[seg]["by_origin"] if seg != "packaging" else 0.0
+            if seg != "packaging":
+                foreign_by_origin += upstream[seg]["by_origin"]
         # Design: Chinese design houses need a foundry; a listed one loses foreign foundries
         # under a foreign direct product rule and must find a domestic one (F18).
-        listed_foundry_open = float(((1 - self.regime.blocked("chips_leading", True, frontier, self.quarter, self.compliance, self.us_technology)[0]) * self.foreign_share["chips_leading"]).sum())
-        access = np.where(f.listed[:n], listed_foundry_open + (1 - listed_foundry_open) * (self.china_best_gen >= f.gen[:n] - 1.0), 1.0)
+        # Design houses also need EDA tools at the node they design for.
+        listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
+        design_gen_rows = f.gen[:n]
+        eda_adequate = best[FIRM_LINE_INDEX["eda_ip"]] + 1.0 >= design_gen_rows
+        eda_access = np.ones(n)
+        for flag in (False, True):
+            rows_f = design_rows & (f.listed[:n] == flag)
+            if rows_f.any():
+                open_eda = self._open("eda_ip", flag, design_gen_rows[rows_f])
+                eda_access[rows_f] = open_eda + (1 - open_eda) * eda_adequate[rows_f]
+        fallback = p["sourcing.design_fallback_pct"] / 100.0
+        eda_access = eda_access + (1 - eda_access) * fallback
+        access = np.where(f.listed[:n], listed_foundry_open + (1 - listed_foundry_open) * (self.china_best_gen >= f.gen[:n] - 1.0), 1.0) * eda_access
         design_supply = float((cap[design_rows].sum(axis=1) * access[design_rows]).sum())
         design_gap = max(0.0, frontier - 1.0 - best[FIRM_LINE_INDEX["design"]])
         design_want = float(logistic(p["sourcing.domestic_bias"]["design"] - p["technology.ramp_quality_gap_cost"] * design_gap + 0.5 * self.china.procurement_preference + mean_security))
         design_sold = min(design_supply, design_want * demand_total)
         upstream["design"] = {"domestic": design_sold, "demand": demand_total, "supply": design_supply}
 
-        # Firms' revenue: domestic sales pro rata to capacity, part of the rest exported.
-        export = p["firm_finance.export_share_of_unsold_pct"] / 100.0
+        # Firms' revenue: domestic sales pro rata to capacity, plus exports of what is left,
+        # up to a line's export ratio (exports per US$ of domestic sales).
+        export_ratio = p["firm_finance.export_ratio"]
         sold_frac_k = np.where(supply_k > 0, dom_k / np.where(supply_k > 0, supply_k, 1.0), 0.0)
+
+        def with_exports(s: float, ratio: float) -> float:
+            return min(1.0, s * (1.0 + ratio))
+
         revenue = np.zeros(n)
         for tier, col in TIER_VINTAGE.items():
-            s = sold_frac_k[TIERS.index(tier)]
-            revenue += np.where(foundry, cap[:, col] * (s + (1 - s) * export * output_factor[TIERS.index(tier)]), 0.0)
-        for line_idx, k in ((MEMORY, 3), (COMPOUND, 4)):
-            s = sold_frac_k[k]
-            revenue += np.where(live & (line == line_idx), cap.sum(axis=1) * (s + (1 - s) * export), 0.0)
+            k = TIERS.index(tier)
+            revenue += np.where(foundry, cap[:, col] * with_exports(sold_frac_k[k], export_ratio["foundry"]), 0.0)
+        for line_idx, k, name in ((MEMORY, 3, "memory"), (COMPOUND, 4, "compound")):
+            revenue += np.where(live & (line == line_idx), cap.sum(axis=1) * with_exports(sold_frac_k[k], export_ratio[name]), 0.0)
         for seg in ("eda_ip", "materials", "packaging", "design"):
             li = FIRM_LINE_INDEX[seg]
-            supply = self.line_supply[li] if seg != "design" else upstream["design"]["supply"]
-            s = upstream[seg]["domestic"] / supply if supply > 0 else 0.0
-            rows = live & (line == li)
-            revenue += np.where(rows, cap.sum(axis=1) * (s + (1 - s) * export * 0.5), 0.0)
+            supply = self.line_supply[li]
+            s = min(1.0, upstream[seg]["domestic"] / supply) if supply > 0 else 0.0
+            revenue += np.where(live & (line == li), cap.sum(axis=1) * with_exports(s, export_ratio.get(seg, 0.0)), 0.0)
         for seg in ("litho_equipment", "other_equipment"):
             li = FIRM_LINE_INDEX[seg]
             supply = self.line_supply[li]
             s = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
-            revenue += np.where(live & (line == li), cap.sum(axis=1) * (s + (1 - s) * export * 0.5), 0.0)
+            revenue += np.where(live & (line == li), cap.sum(axis=1) * s, 0.0)
         f.revenue_usd_bn[:n] = revenue
 
         # Money, tools and capacity (mechanism 5).
@@ -361,12 +380,16 @@ class DecouplingModel(mesa.Model):
         state_money = finance.distribute_state_money(self, state_total - state_lost, targeted)
         wasted = state_lost + float(state_money[f.fraud[:n]].sum())
         private_total = finance.private_money(self)
-        private_w = np.where(live, cap.sum(axis=1) + p["firm_finance.minimum_scale_usd_bn"], 0.0) * np.where(f.champion[:n], 2.0, 1.0)
+        # Investors follow sales (F21: STAR listings of firms with revenue), not capacity.
+        private_w = np.where(live, revenue + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"], 0.0)
         private = finance.allocate(private_total, private_w)
-        talent_need = p["china.talent_need_k_per_usd_bn_capacity"] * 4.0 * (self.line_supply.sum() + self.fabs_in_china.sum())
+        # Design houses hire from a wider software pool; F15's gap is about fabs and tools.
+        non_design = self.line_supply.sum() - self.line_supply[FIRM_LINE_INDEX["design"]]
+        talent_need = p["china.talent_need_k_per_usd_bn_capacity"] * 4.0 * (non_design + self.fabs_in_china.sum())
         shortfall = max(0.0, 1.0 - self.china.talent_supply_k / talent_need) if talent_need > 0 else 0.0
         self.talent_shortfall = shortfall
-        talent_factor = (1.0 - shortfall) ** p["china.talent_elasticity"]
+        reference = 1.0 - p["china.talent_reference_shortfall_pct"] / 100.0
+        talent_factor = ((1.0 - shortfall) / reference) ** p["china.talent_elasticity"]
         tools = finance.invest_and_build(self, state_money, private, best, talent_factor, mean_security)
         self.tool_sales = np.zeros(len(FIRM_LINES))
         for item in ("litho_equipment", "other_equipment"):
@@ -403,7 +426,13 @@ class DecouplingModel(mesa.Model):
             b.unmet_share = float(unmet_b[i])
             bought = cleared.domestic[i].sum() + cleared.foreign[i].sum()
             b.domestic_share = float(cleared.domestic[i].sum() / bought) if bought > 0 else 0.0
-            b.react(spill if b.state_linked > 0 else 0.0, p["sourcing.security_jump"], p["sourcing.security_decay_pct_per_quarter"] / 100.0, p["sourcing.flagship_market_loss_pct_per_unmet"] / 100.0 if b is self.flagship else 0.0)
+            b.react(
+                spill if b.state_linked > 0 else 0.0,
+                p["sourcing.security_jump"],
+                p["sourcing.security_decay_pct_per_quarter"] / 100.0,
+                p["sourcing.flagship_market_loss_pct_per_unmet"] / 100.0 if b is self.flagship else 0.0,
+                p["sourcing.flagship_foreign_loss_multiplier"],
+            )
 
         # Entry and failure.
         failed, wasted_fail = demography.fail(self)
@@ -434,24 +463,31 @@ class DecouplingModel(mesa.Model):
         blk = self.regime.blocked(item, listed, gen, self.quarter, self.compliance, self.us_technology)
         return (1.0 - blk) @ self.foreign_share[item]
 
-    def _upstream(self, seg, demand, need_gen, listed_share, controllable, security) -> dict:
+    def _upstream(self, seg, demand_k, need_gen_k, listed_share, controllable, security) -> dict:
+        """China's purchases of one upstream segment, tier by tier, from one domestic pool."""
         p = self.p
         li = FIRM_LINE_INDEX[seg]
-        gap = max(0.0, need_gen - self.line_best[li])
-        want = float(logistic(p["sourcing.domestic_bias"][seg] - p["technology.ramp_quality_gap_cost"] * gap + self.china.procurement_preference + security))
-        adequate = 1.0 if self.line_best[li] + 1.0 >= need_gen else 0.0
-        if controllable:
-            blk0 = self.regime.blocked(seg, False, need_gen, self.quarter, self.compliance, self.us_technology)[0]
-            blk1 = self.regime.blocked(seg, True, need_gen, self.quarter, self.compliance, self.us_technology)[0]
-            blk = (1 - listed_share) * blk0 + listed_share * blk1
-        else:
+        best = self.line_best[li]
+        gap = np.maximum(0.0, need_gen_k - best)
+        want = logistic(p["sourcing.domestic_bias"][seg] - p["technology.ramp_quality_gap_cost"] * gap + self.china.procurement_preference + security)
+        adequate = (best + 1.0 >= need_gen_k).astype(float)
+        open_k = np.ones(len(TIERS))
+        open_o = np.zeros((len(TIERS), len(ORIGINS)))
+        for k, g in enumerate(need_gen_k):
             blk = np.zeros(len(ORIGINS))
-        open_o = (1.0 - blk) * self.foreign_share[seg]
-        foreign_open = float(open_o.sum())
-        res = clear(np.array([[demand]]), np.array([[want]]), np.array([[foreign_open]]), np.array([self.line_supply[li]]), adequate)
-        foreign = float(res.foreign.sum())
-        by_origin = foreign * open_o / foreign_open if foreign_open > 0 else np.zeros(len(ORIGINS))
-        return {"domestic": float(res.domestic.sum()), "foreign": foreign, "demand": demand, "by_origin": by_origin}
+            if controllable:
+                blk0 = self.regime.blocked(seg, False, g, self.quarter, self.compliance, self.us_technology)[0]
+                blk1 = self.regime.blocked(seg, True, g, self.quarter, self.compliance, self.us_technology)[0]
+                blk = (1 - listed_share) * blk0 + listed_share * blk1
+            open_o[k] = (1.0 - blk) * self.foreign_share[seg]
+            open_k[k] = open_o[k].sum()
+        # Tiers are the rows of a single-column market: one domestic pool serves them all.
+        res = clear(demand_k[:, None], want[:, None], open_k[:, None], np.array([self.line_supply[li]]), adequate[:, None])
+        foreign_k = res.foreign[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            split = np.where(open_k[:, None] > 0, open_o / open_k[:, None], 0.0)
+        by_origin = (foreign_k[:, None] * split).sum(axis=0)
+        return {"domestic": float(res.domestic.sum()), "foreign": float(foreign_k.sum()), "demand": float(demand_k.sum()), "by_origin": by_origin}
 
     def _world_revenue_by_origin(self, world_q: float, shares: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ORIGINS))

@@ -1,33 +1,56 @@
 """Scenario files: schema, inheritance, overrides and the resolved scenario.
 
-A scenario is a YAML file that states the policy question it answers and how it differs
-from its parent (``extends``): parameter overrides by dotted path, timed policy events, and
-ranges for uncertain parameters that a batch may sample. Loading resolves the inheritance
-chain into one :class:`Scenario`, validated against the parameter table and the model's
-vocabulary; every problem is reported with file, line, column and key path.
+A scenario is a YAML file that states the policy question it answers, where its numbers come
+from, and how it differs from its parent (``extends``): parameter overrides by dotted path,
+timed policy events, ranges for uncertain parameters that a batch may sample, and the
+direction of effect it expects against the baseline. Loading resolves the inheritance chain
+into one :class:`Scenario`, validated against the parameter table and the model's vocabulary.
+Every problem found is reported at once, each as ``file:line:col: key.path: message`` saying
+what was expected and what was found, with the nearest valid name for a misspelling.
+``docs/scenarios.md`` is the user's guide.
 
-Merge rules for ``extends`` (parent first, then child):
+Merge rules for ``extends`` (the chain is applied root first, each child on top):
 
-* ``name``, ``question``, ``description``, ``start``, ``end``: the child's value replaces
-  the parent's when given.
-* ``parameters`` and ``uncertain``: merged key by key; the child's key wins.
-* ``events``: appended after the parent's; ``drop_events`` removes parent events by ``id``.
-* ``sources``: appended, duplicates removed. ``expects``: the child's own only.
+* ``extends`` names a file relative to the child's directory; ``.yaml`` may be left off.
+  Chains may be of any length up to :data:`MAX_CHAIN`; a cycle is an error.
+* ``name`` and ``question`` are required in every file (a child answers its own question);
+  ``name`` must differ from every ancestor's, since results are stored by name.
+* ``description``, ``start``, ``end``: the child's value replaces the parent's when given.
+* ``parameters``: merged key by key, the child's value wins. A child that fixes a parameter
+  an ancestor declared ``uncertain`` removes it from ``uncertain`` (the later statement wins).
+* ``uncertain``: merged key by key, the child's distribution wins.
+* ``events``: the parent's events, minus those whose ``id`` is listed in the child's
+  ``drop_events``, then the child's own. Events are applied in date order; events of the same
+  quarter in file order, parents' first. Event ids must be unique in the resolved scenario.
+* ``sources``: appended, duplicates removed.
+* ``expects``: the child's own only (an expectation is about one scenario's effect).
+* ``--set PATH=VALUE`` overrides (``decouple run``, ``decouple validate``) are applied last:
+  they win over every file and remove PATH from ``uncertain``.
+
+Events dated before ``start`` are applied when the model is built; events after ``end`` are
+an error.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import difflib
 import hashlib
 import json
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
-from .scenario_yaml import YamlDocument, YamlInputError, load_yaml
+from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
 from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, TIERS, UPSTREAM
 
 #: Named entities an event may list or delist: champion firms and buyers.
@@ -50,33 +73,106 @@ ENTITIES: tuple[str, ...] = (
     "packaging_champion",
     "compound_champion",
 )
+#: Product lines of Chinese firms that events may target (funding, swarm listings).
 FIRM_LINES: tuple[str, ...] = ("foundry", "memory", "compound") + UPSTREAM
 
-Quarter = Annotated[str, Field(pattern=r"^\d{4}Q[1-4]$", description="calendar quarter, e.g. 2021Q4")]
+#: Output columns an ``expects`` entry may name (docs/outputs.md). Built here from the
+#: taxonomy rather than imported from :mod:`model.records`, which pulls in Mesa and would
+#: slow ``decouple validate``; a test checks the two lists agree.
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "self_sufficiency_pct",
+    "self_sufficiency_china_hq_pct",
+    *(f"self_sufficiency_tier_{t}_pct" for t in TIERS),
+    *(f"self_sufficiency_segment_{s}_pct" for s in UPSTREAM),
+    "goal_gap_pp",
+    "china_best_node_nm",
+    "frontier_node_nm",
+    "node_gap_generations",
+    "domestic_equipment_share_pct",
+    "china_demand_usd_bn",
+    "unmet_demand_usd_bn",
+    *(f"foreign_revenue_from_china_usd_bn_{c}" for c in COUNTRIES),
+    *(f"ally_alignment_{a}" for a in ALLIES),
+    *(f"ally_defected_{a}" for a in ALLIES),
+    "state_funding_usd_bn",
+    "state_funding_wasted_usd_bn",
+    "private_investment_usd_bn",
+    "firms_active",
+    "firms_entered",
+    "firms_failed",
+    "flagship_domestic_share_pct",
+    "flagship_foreign_sales_index",
+    "talent_shortfall_pct",
+)
+
+#: Seed figures that ``sources`` may cite (shared/seed-figures.md).
+SEED_FIGURES: tuple[str, ...] = tuple(f"F{i:02d}" for i in range(1, 33))
+
+#: Parameters read only when the model is built: a timed ``set_parameter`` event cannot
+#: change them (set them under ``parameters`` instead). Measured by instrumenting a baseline
+#: run (tests/test_scenario_library.py keeps this list honest).
+INIT_ONLY_PREFIXES: tuple[str, ...] = (
+    "allies.initial_alignment",
+    "allies.opinion_us_ties_pct",
+    "allies.security_dependence",
+    "china.talent_workforce_k_2019",
+    "china_firms.champions",
+    "china_firms.registered_firms_2014",
+    "china_firms.real_firms_per_agent",
+    "china_firms.swarm_agents_2014",
+    "china_firms.swarm_capacity_usd_bn_per_quarter_2014",
+    "foreign.fabs_in_china_usd_bn_per_quarter_2014",
+    "foreign.supply_share_pct",
+    "foreign.us_technology_pct",
+    "sourcing.buyers",
+    "sourcing.security_max",
+)
+
+#: The model's data start in 2014Q1; horizons past 2050 extrapolate every path too far.
+EARLIEST_START = "2014Q1"
+LATEST_END = "2050Q4"
+#: Longest ``extends`` chain followed.
+MAX_CHAIN = 20
+
+QUARTER_PATTERN = r"^\d{4}Q[1-4]$"
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+Quarter = Annotated[str, Field(pattern=QUARTER_PATTERN, description="calendar quarter, e.g. 2021Q4")]
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+Text = Annotated[str, Field(min_length=1, max_length=5000)]
 Pct = Annotated[float, Field(ge=0, le=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML gives real types, so "5" is not silently a number nor 1 a boolean.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Event(_Strict):
     at: Quarter
-    id: str | None = None
-    note: str | None = None
-    source: str | None = None
+    id: Identifier | None = None
+    note: Text | None = None
+    source: Text | None = None
 
 
 class ControlEvent(_Event):
-    """A regime starts covering an item (chips of a tier, tools, EDA/IP, materials)."""
+    """A regime starts covering an item (chips of a tier, tools, EDA/IP, materials).
+
+    ``threshold_nm``: covers the item for nodes at or below this size (none: every node).
+    ``target``: ``all`` Chinese buyers, or only ``listed`` entities. ``coverage_pct``: share
+    of the item's trade covered; ``licence_pct``: share of covered trade licensed anyway.
+    ``foreign_direct_product``: the rule reaches foreign items made with US technology.
+    ``enforced_by``: countries that enforce it fully whatever their alignment.
+    """
 
     action: Literal["control"]
     item: Literal[CONTROLLABLE]  # type: ignore[valid-type]
     target: Literal["all", "listed"] = "all"
     threshold_nm: Annotated[float, Field(gt=0, le=1000)] | None = None
-    coverage_pct: Pct = 100.0
-    licence_pct: Pct = 0.0
+    coverage_pct: Annotated[float, Field(gt=0, le=100)] = 100.0
+    licence_pct: Annotated[float, Field(ge=0, lt=100)] = 0.0
     foreign_direct_product: bool = False
     enforced_by: list[Literal[COUNTRIES]] = []  # type: ignore[valid-type]
     regime: Literal["us"] = "us"
@@ -93,23 +189,23 @@ class RelaxControlEvent(_Event):
 
 
 class ListEntityEvent(_Event):
-    """Named entities, or a share of the swarm in some lines, go on the Entity List."""
+    """Named entities, or a share of the swarm in some lines, go on (or off) the Entity List."""
 
     action: Literal["list_entity", "delist_entity"]
     entity: Literal[ENTITIES + ("swarm",)]  # type: ignore[valid-type]
-    share_pct: Pct = 100.0
-    lines: list[Literal[FIRM_LINES]] | None = None  # type: ignore[valid-type]
+    share_pct: Annotated[float, Field(gt=0, le=100)] = 100.0
+    lines: Annotated[list[Literal[FIRM_LINES]], Field(min_length=1)] | None = None  # type: ignore[valid-type]
     regime: Literal["us"] = "us"
 
     @model_validator(mode="after")
     def _swarm_only_fields(self):
         if self.entity != "swarm" and (self.lines is not None or self.share_pct != 100.0):
-            raise ValueError("'lines' and 'share_pct' apply only to entity: swarm")
+            raise ValueError(f"'lines' and 'share_pct' apply only to entity: swarm, not to the named entity '{self.entity}'")
         return self
 
 
 class ReachEvent(_Event):
-    """The regime's extraterritorial reach (foreign direct product rule) changes."""
+    """The regime's extraterritorial reach (foreign direct product rule) changes (0-1)."""
 
     action: Literal["extraterritorial_reach"]
     reach: Share
@@ -125,7 +221,7 @@ class LeakageEvent(_Event):
 
 
 class AllyAlignmentEvent(_Event):
-    """An ally's alignment is forced to a value, or left to the ally's own choice (``free``)."""
+    """An ally's alignment is forced to a value (0-1), or left to the ally's own rule (``free``)."""
 
     action: Literal["ally_alignment"]
     ally: Literal[ALLIES]  # type: ignore[valid-type]
@@ -133,32 +229,37 @@ class AllyAlignmentEvent(_Event):
 
 
 class UsPressureEvent(_Event):
-    """US coordination with allies (TTC, Quad, F24) adds pressure on them to align."""
+    """US coordination with allies (TTC, Quad, F24) adds (or removes) pressure to align."""
 
     action: Literal["us_pressure"]
     add: Annotated[float, Field(ge=-5, le=5)]
 
 
 class FundingProgramEvent(_Event):
-    """A Chinese state funding programme (Big Fund phase, whole-nation surge) starts."""
+    """A Chinese state funding programme (Big Fund phase, whole-nation surge) starts.
+
+    Exactly one of ``amount_usd_bn`` and ``amount_rmb_bn``; paid evenly over ``quarters``.
+    ``waste_pct`` is lost before reaching firms; ``lines`` targets part of it.
+    """
 
     action: Literal["funding_program"]
-    program: str
-    amount_usd_bn: Annotated[float, Field(ge=0, le=5000)] | None = None
-    amount_rmb_bn: Annotated[float, Field(ge=0, le=35000)] | None = None
+    program: Identifier
+    amount_usd_bn: Annotated[float, Field(gt=0, le=5000)] | None = None
+    amount_rmb_bn: Annotated[float, Field(gt=0, le=35000)] | None = None
     quarters: Annotated[int, Field(ge=1, le=80)] = 20
     waste_pct: Pct | None = None
-    lines: list[Literal[FIRM_LINES]] | None = None  # type: ignore[valid-type]
+    lines: Annotated[list[Literal[FIRM_LINES]], Field(min_length=1)] | None = None  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _one_amount(self):
         if (self.amount_usd_bn is None) == (self.amount_rmb_bn is None):
-            raise ValueError("give exactly one of amount_usd_bn or amount_rmb_bn")
+            given = "both" if self.amount_usd_bn is not None else "neither"
+            raise ValueError(f"give exactly one of amount_usd_bn or amount_rmb_bn; found {given}")
         return self
 
 
 class ProcurementEvent(_Event):
-    """China changes how hard it pushes buyers to buy domestic chips."""
+    """China changes how hard it pushes buyers to buy domestic chips (logit units)."""
 
     action: Literal["procurement_preference"]
     preference: Annotated[float, Field(ge=-5, le=10)]
@@ -183,57 +284,36 @@ class SetParameterEvent(_Event):
     """Any parameter read during the run changes from this quarter on."""
 
     action: Literal["set_parameter"]
-    path: str
+    path: Annotated[str, Field(min_length=1, max_length=200)]
     value: Any
 
 
-Event = Annotated[
-    Union[
-        ControlEvent,
-        RelaxControlEvent,
-        ListEntityEvent,
-        ReachEvent,
-        LeakageEvent,
-        AllyAlignmentEvent,
-        UsPressureEvent,
-        FundingProgramEvent,
-        ProcurementEvent,
-        CountermeasureEvent,
-        TalentProgramEvent,
-        SetParameterEvent,
-    ],
-    Field(discriminator="action"),
-]
-EVENT_ACTIONS: tuple[str, ...] = (
-    "control",
-    "relax_control",
-    "list_entity",
-    "delist_entity",
-    "extraterritorial_reach",
-    "leakage",
-    "ally_alignment",
-    "us_pressure",
-    "funding_program",
-    "procurement_preference",
-    "countermeasure",
-    "talent_program",
-    "set_parameter",
+EVENT_CLASSES: tuple[type[_Event], ...] = (
+    ControlEvent,
+    RelaxControlEvent,
+    ListEntityEvent,
+    ReachEvent,
+    LeakageEvent,
+    AllyAlignmentEvent,
+    UsPressureEvent,
+    FundingProgramEvent,
+    ProcurementEvent,
+    CountermeasureEvent,
+    TalentProgramEvent,
+    SetParameterEvent,
 )
-
-#: Parameters read only when the model is built: a timed event cannot change them.
-INIT_ONLY_PREFIXES: tuple[str, ...] = (
-    "china_firms.champions",
-    "china_firms.swarm_agents_2014",
-    "china_firms.swarm_capacity_usd_bn_per_quarter_2014",
-    "china_firms.real_firms_per_agent",
-    "foreign.fabs_in_china_usd_bn_per_quarter_2014",
-    "allies.initial_alignment",
-    "sourcing.buyers",
-)
+Event = Annotated[Union[EVENT_CLASSES], Field(discriminator="action")]  # type: ignore[valid-type]
+#: Event ``action`` values, each handled by :mod:`model.events`.
+EVENT_ACTIONS: tuple[str, ...] = tuple(a for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation))
+_EVENT_CLASS_BY_ACTION = {a: cls for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation)}
 
 
 class Distribution(_Strict):
-    """An uncertain parameter's range for batch sampling."""
+    """An uncertain parameter's range for batch sampling.
+
+    ``uniform`` and ``loguniform`` take ``low`` and ``high``; ``triangular`` also ``mode``;
+    ``normal`` takes ``mean`` and ``sd`` and optionally ``low``/``high`` to truncate it.
+    """
 
     dist: Literal["uniform", "triangular", "normal", "loguniform"] = "uniform"
     low: float | None = None
@@ -244,43 +324,58 @@ class Distribution(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self):
-        if self.dist == "normal":
+        d = self.dist
+        if d == "normal":
             if self.mean is None or self.sd is None:
                 raise ValueError("a normal distribution needs mean and sd")
-        else:
-            if self.low is None or self.high is None:
-                raise ValueError(f"a {self.dist} distribution needs low and high")
-            if not self.low < self.high:
+            if self.mode is not None:
+                raise ValueError("'mode' applies only to dist: triangular")
+            if self.low is not None and self.high is not None and not self.low < self.high:
                 raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-            if self.dist == "triangular" and (self.mode is None or not self.low <= self.mode <= self.high):
-                raise ValueError("a triangular distribution needs mode between low and high")
-            if self.dist == "loguniform" and self.low <= 0:
-                raise ValueError("a loguniform distribution needs low > 0")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {d} distribution needs low and high")
+        if self.mean is not None or self.sd is not None:
+            raise ValueError(f"'mean' and 'sd' apply only to dist: normal, not {d}")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if d == "triangular":
+            if self.mode is None or not self.low <= self.mode <= self.high:
+                raise ValueError(f"a triangular distribution needs mode between low ({self.low}) and high ({self.high}); found {self.mode}")
+        elif self.mode is not None:
+            raise ValueError(f"'mode' applies only to dist: triangular, not {d}")
+        if d == "loguniform" and self.low <= 0:
+            raise ValueError(f"a loguniform distribution needs low > 0; found {self.low}")
         return self
 
 
 class Expectation(_Strict):
-    """A direction of effect a scenario expects against the baseline (checked by tests)."""
+    """A direction of effect a scenario expects against an ancestor (checked by tests).
 
-    output: str
-    year: Annotated[int, Field(ge=2014, le=2100)]
+    The test compares the calendar-year mean of ``output`` in ``year`` with the same
+    replicate of ``vs`` and takes the median over replicates of the paired differences.
+    """
+
+    output: Literal[OUTPUT_COLUMNS]  # type: ignore[valid-type]
+    year: Annotated[int, Field(ge=2014, le=2050)]
     direction: Literal["higher", "lower", "different"]
-    vs: str = "baseline"
+    vs: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)] = "baseline"
+    note: Text | None = None
 
 
 class ScenarioFile(_Strict):
     """One scenario file as written (before inheritance is resolved)."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-    question: str | None = None
-    description: str | None = None
-    sources: list[str] = []
-    extends: str | None = None
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+    question: Text
+    description: Text | None = None
+    sources: list[Text] = []
+    extends: Annotated[str, Field(min_length=1, max_length=500)] | None = None
     start: Quarter | None = None
     end: Quarter | None = None
     parameters: dict[str, Any] = {}
-    events: list[Event] = []
-    drop_events: list[str] = []
+    events: list[Event] = []  # type: ignore[valid-type]
+    drop_events: list[Identifier] = []
     uncertain: dict[str, Distribution] = {}
     expects: list[Expectation] = []
 
@@ -296,7 +391,7 @@ class Scenario(_Strict):
     start: Quarter = "2014Q1"
     end: Quarter = "2035Q4"
     parameters: dict[str, Any] = {}
-    events: list[Event] = []
+    events: list[Event] = []  # type: ignore[valid-type]
     uncertain: dict[str, Distribution] = {}
     expects: list[Expectation] = []
 
@@ -316,7 +411,7 @@ class Scenario(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def to_yaml(self) -> str:
-        """The resolved scenario as YAML (``resolved.yaml`` in a run directory)."""
+        """The resolved scenario as YAML (``resolved/<name>.yaml`` in a run directory)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     def resolved_parameters(self, sample: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -324,234 +419,638 @@ class Scenario(_Strict):
         return params_mod.resolve({**self.parameters, **(sample or {})})
 
 
+# --------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: ``file:line:col: key.path: message``."""
+
+    file: str
+    message: str
+    line: int | None = None
+    col: int | None = None
+    path: str = ""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}:{self.col}"
+        return f"{where}: " + (f"{self.path}: " if self.path else "") + self.message
+
+    @classmethod
+    def at(cls, doc: YamlDocument, key_path: tuple, message: str) -> Problem:
+        line, col = doc.position(key_path)
+        return cls(str(doc.path), message, line, col, dotted_path(tuple(key_path)))
+
+
 class ScenarioError(ValueError):
-    """Bad scenario input. ``problems`` holds one ``file:line:col: path: message`` per error."""
+    """Bad scenario input (a file, its parents or a ``--set`` override).
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
+    Attributes:
+        problems: one ``file:line:col: key.path: message`` string per problem, in file order.
+        details: the same as :class:`Problem` objects.
+    """
+
+    def __init__(self, problems: list[str] | list[Problem]):
+        self.details = [p if isinstance(p, Problem) else Problem("", str(p)) for p in problems]
+        self.problems = [str(p) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
-def _loc_to_path(loc: tuple) -> tuple:
-    """Drop pydantic's union-branch tags (the ``action`` value) from an error location."""
-    out = []
-    for part in loc:
-        if isinstance(part, str) and part in EVENT_ACTIONS and out and isinstance(out[-1], int):
-            continue
-        out.append(part)
+def suggest(word: Any, choices) -> str:
+    """`` (did you mean 'x'?)`` for the nearest of ``choices`` to ``word``, ignoring case."""
+    if not isinstance(word, str) or not word:
+        return ""
+    options = [str(c) for c in choices]
+    lowered = {o.lower(): o for o in options}
+    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean '{lowered[match[0]]}'?)" if match and lowered[match[0]] != word else ""
+
+
+def _show(value: Any) -> str:
+    """A found value as the user wrote it, briefly."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return f"the date {value.isoformat()}"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' * (len(value) != 1)}"
+    if isinstance(value, dict):
+        return "a mapping (" + ", ".join(map(str, list(value)[:4])) + (", ..." if len(value) > 4 else "") + ")"
+    return type(value).__name__
+
+
+def _loc_to_path(loc: tuple, data: Any, error_type: str) -> tuple:
+    """Keep the parts of a pydantic location that exist in the data (drop union-branch tags)."""
+    node, out = data, []
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and not isinstance(part, bool) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif i == len(loc) - 1 and error_type == "missing" and isinstance(node, dict):
+            out.append(part)
+        # anything else is a union-branch tag ('control', 'constrained-float', ...)
     return tuple(out)
 
 
-def _format_pydantic(err: ValidationError, doc: YamlDocument) -> list[str]:
+def _model_at(prefix: tuple, data: Any) -> type[BaseModel] | None:
+    """The schema class that validates the mapping at ``prefix`` of a scenario file."""
+    if prefix == ():
+        return ScenarioFile
+    if len(prefix) == 2 and prefix[0] == "events" and isinstance(prefix[1], int):
+        try:
+            action = data["events"][prefix[1]].get("action")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        return _EVENT_CLASS_BY_ACTION.get(action) if isinstance(action, str) else None
+    if len(prefix) == 2 and prefix[0] == "uncertain":
+        return Distribution
+    if len(prefix) == 2 and prefix[0] == "expects" and isinstance(prefix[1], int):
+        return Expectation
+    return None
+
+
+def _field_of(path: tuple, data: Any):
+    """(model, field name) for the deepest schema field on ``path``, or (None, None)."""
+    for cut in range(len(path) - 1, -1, -1):
+        model = _model_at(path[:cut], data)
+        if model is not None and isinstance(path[cut], str) and path[cut] in model.model_fields:
+            return model, path[cut]
+    return None, None
+
+
+def _bounds(annotation, metadata=()) -> dict[str, float]:
+    """Numeric bounds (ge/gt/le/lt) declared on a field, looking inside unions."""
+    found: dict[str, float] = {}
+    for m in metadata:
+        if isinstance(m, FieldInfo):
+            found.update(_bounds(None, m.metadata))
+        for cls, key in ((Ge, "ge"), (Gt, "gt"), (Le, "le"), (Lt, "lt")):
+            if isinstance(m, cls):
+                found[key] = getattr(m, key)
+    for arg in get_args(annotation):
+        if hasattr(arg, "__metadata__"):
+            found.update(_bounds(None, arg.__metadata__))
+        elif get_args(arg):
+            found.update(_bounds(arg))
+    if hasattr(annotation, "__metadata__"):
+        found.update(_bounds(None, annotation.__metadata__))
+    return found
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _range_text(b: dict[str, float]) -> str:
+    if "ge" in b and "le" in b:
+        return f"a number from {_num(b['ge'])} to {_num(b['le'])}"
+    lo = f"at least {_num(b['ge'])}" if "ge" in b else (f"above {_num(b['gt'])}" if "gt" in b else "")
+    hi = f"at most {_num(b['le'])}" if "le" in b else (f"below {_num(b['lt'])}" if "lt" in b else "")
+    return "a number " + " and ".join(x for x in (lo, hi) if x)
+
+
+def _patterns(annotation, metadata=()) -> list[str]:
+    """Regex patterns declared on a field (to tell a quarter from other text)."""
+    found = []
+    for m in metadata:
+        if isinstance(m, FieldInfo):
+            found += _patterns(None, m.metadata)
+        pat = getattr(m, "pattern", None)
+        if isinstance(pat, str):
+            found.append(pat)
+    for arg in get_args(annotation):
+        found += _patterns(None, getattr(arg, "__metadata__", ())) if hasattr(arg, "__metadata__") else _patterns(arg)
+    return found
+
+
+def _pattern_text(pattern: str) -> str:
+    if pattern == QUARTER_PATTERN:
+        return "a quarter written YYYYQn, e.g. 2026Q1"
+    if pattern == NAME_PATTERN:
+        return "a name of lower-case letters, digits and '_' that starts with a letter, e.g. tighter_us_controls"
+    if pattern == ID_PATTERN:
+        return "an id of letters, digits, '_', '.' and '-', e.g. dec24_tools"
+    return f"text matching {pattern}"
+
+
+def _literal_options(e: dict) -> list[str]:
+    expected = (e.get("ctx") or {}).get("expected", "")
+    return [o.strip().strip("'") for o in re.split(r",| or ", expected) if o.strip()]
+
+
+def _expected(e: dict, path: tuple, data: Any) -> str | None:
+    """The 'expected ...' phrase for a type or value error, or None for other errors."""
+    t, ctx = e["type"], e.get("ctx") or {}
+    if t == "literal_error":
+        options = _literal_options(e)
+        if len(options) > 15:
+            return f"one of the {len(options)} names listed in docs/outputs.md" if "self_sufficiency_pct" in options else f"one of {len(options)} names"
+        return ("one of " + ", ".join(options)) if len(options) > 1 else f"'{options[0]}'"
+    if t in ("float_type", "float_parsing"):
+        return "a number"
+    if t in ("int_type", "int_parsing", "int_from_float"):
+        return "a whole number"
+    if t == "finite_number":
+        return "a finite number"
+    if t == "string_type":
+        model, name = _field_of(path, data)
+        pats = _patterns(model.model_fields[name].annotation, model.model_fields[name].metadata) if model else []
+        return _pattern_text(pats[0]) if pats else "text"
+    if t in ("bool_type", "bool_parsing"):
+        return "true or false"
+    if t == "list_type":
+        return "a list"
+    if t in ("dict_type", "model_type", "model_attributes_type"):
+        return "a mapping of keys"
+    if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        model, name = _field_of(path, data)
+        b = _bounds(model.model_fields[name].annotation, model.model_fields[name].metadata) if model else {}
+        return _range_text(b or {k: v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")})
+    if t == "string_pattern_mismatch":
+        return _pattern_text(ctx.get("pattern", ""))
+    if t == "string_too_long":
+        return f"text of at most {ctx.get('max_length')} characters"
+    if t == "string_too_short":
+        return "text (it is empty)"
+    if t == "too_short":
+        return "a list with at least one item"
+    return None
+
+
+def _hint(found: Any, expected: str) -> str:
+    if isinstance(found, bool) and ("text" in expected or "one of" in expected or "'" in expected):
+        return "; YAML reads yes/no/on/off/true/false as a boolean: put the text in quotes"
+    if isinstance(found, str) and expected.startswith("a list"):
+        return "; write a list as [a, b] or as lines starting with '- '"
+    if isinstance(found, (_dt.date, int, float)) and "quarter" in expected:
+        return "; quarters are written like 2026Q1"
+    if isinstance(found, str) and expected in ("a number", "a whole number", "true or false") or (
+        isinstance(found, str) and expected.startswith("a number")
+    ):
+        return "; remove the quotes if it is meant as a value"
+    return ""
+
+
+def _message(path: tuple, errs: list[dict], data: Any) -> str:
+    """One message for all pydantic errors at one key path (union branches merged)."""
+    first = errs[0]
+    t = first["type"]
+    if t == "extra_forbidden":
+        model = _model_at(path[:-1], data)
+        allowed = list(model.model_fields) if model else []
+        return f"unknown key '{path[-1]}'{suggest(path[-1], allowed)}; allowed keys: {', '.join(allowed)}"
+    if t == "missing":
+        model = _model_at(path[:-1], data)
+        if model is ScenarioFile:
+            what = "every scenario file"
+        elif model is not None and "action" in model.model_fields:
+            what = f"a '{data['events'][path[1]]['action']}' event"
+        else:
+            what = "this entry"
+        return f"missing required key '{path[-1]}'; {what} needs one"
+    if t == "union_tag_invalid":
+        found = (first.get("ctx") or {}).get("tag")
+        return f"unknown action '{found}'{suggest(found, EVENT_ACTIONS)}; expected one of {', '.join(EVENT_ACTIONS)}"
+    if t == "union_tag_not_found":
+        return f"an event needs an 'action'; expected one of {', '.join(EVENT_ACTIONS)}"
+    if t == "value_error":
+        msg = first["msg"].removeprefix("Value error, ")
+        return msg
+    found = first.get("input")
+    expectations, options = [], []
+    for e in errs:
+        exp = _expected(e, path, data)
+        if exp and exp not in expectations:
+            expectations.append(exp)
+        if e["type"] == "literal_error":
+            options += _literal_options(e)
+    if expectations:
+        expected = " or ".join(expectations)
+        return f"expected {expected}, found {_show(found)}{suggest(found, options)}{_hint(found, expected)}"
+    return f"{first['msg']}, found {_show(found)}"
+
+
+def _format_pydantic(err: ValidationError, doc: YamlDocument) -> list[Problem]:
+    groups: dict[tuple, list[dict]] = {}
+    for e in err.errors(include_url=False):
+        path = _loc_to_path(e["loc"], doc.data, e["type"])
+        groups.setdefault(path, []).append(e)
+    return [Problem.at(doc, path, _message(path, errs, doc.data)) for path, errs in groups.items()]
+
+
+# --------------------------------------------------------------------------------------
+# Checks beyond the schema
+# --------------------------------------------------------------------------------------
+
+
+def _is_group(path: str) -> bool:
+    head = path + "."
+    return any(p.startswith(head) for p in params_mod.defaults())
+
+
+def _check_parameter(path: str, value: Any) -> str | None:
+    """None if ``path = value`` is a valid override, else the message."""
+    if _is_group(path):
+        if isinstance(value, dict) and value:
+            key = next(iter(value))
+            example = f"'{path}.{key}: ...'"
+        else:
+            example = next(p for p in params_mod.defaults() if p.startswith(path + "."))
+        return f"'{path}' is a group of parameters, not one; write one dotted path per parameter, e.g. {example}"
+    if params_mod.known_path(path):
+        default = _numeric_default(path)
+        if not params_mod._same_shape(default, value):
+            hint = ""
+            if isinstance(value, str) and isinstance(default, (bool, int, float)):
+                hint = "; remove the quotes if it is meant as a value"
+            return f"parameter '{path}' expects {params_mod._describe(default)}, found {_show(value)}{hint}"
+    try:
+        params_mod.resolve({path: value})
+    except params_mod.ParameterError as exc:
+        return str(exc)
+    return None
+
+
+def _numeric_default(path: str) -> Any:
+    values = params_mod.resolve()
+    if path in values:
+        return values[path]
+    parent, _, key = path.rpartition(".")
+    return values[parent][key]
+
+
+def _check_sources(texts: list[tuple[tuple, str]], doc: YamlDocument) -> list[Problem]:
     problems = []
-    for e in err.errors():
-        path = _loc_to_path(e["loc"])
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(path[:-1], doc.data)
-            msg = f"unknown key '{path[-1]}'{params_mod._suggest(str(path[-1]), allowed)}; allowed: {', '.join(allowed)}"
-        elif e["type"] in ("literal_error", "enum"):
-            expected = e.get("ctx", {}).get("expected", "")
-            found = e.get("input")
-            options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
-            msg = f"'{found}' is not allowed{params_mod._suggest(str(found), options)}; expected {expected}"
-        elif e["type"] == "union_tag_invalid":
-            found = e.get("ctx", {}).get("tag")
-            msg = f"unknown action '{found}'{params_mod._suggest(str(found), EVENT_ACTIONS)}; allowed: {', '.join(EVENT_ACTIONS)}"
-        elif e["type"] == "union_tag_not_found":
-            msg = f"an event needs an 'action'; allowed: {', '.join(EVENT_ACTIONS)}"
-        elif "input" in e and e["type"] not in ("missing",):
-            msg = f"{msg}, found {e['input']!r}"
-        problems.append(doc.where(path) + msg)
+    for key_path, text in texts:
+        if not params_mod.SOURCE_PATTERN.match(text.strip()):
+            problems.append(
+                Problem.at(
+                    doc,
+                    key_path,
+                    f"a source must start with a seed figure id (F01-F32), CLM70, TIME22, 'publication:', "
+                    f"'structure:', 'assumption:' or 'calibrated:'; found {_show(text)}",
+                )
+            )
+            continue
+        unknown = [f for f in re.findall(r"\bF\d{2}\b", text) if f not in SEED_FIGURES]
+        if unknown:
+            problems.append(Problem.at(doc, key_path, f"{', '.join(unknown)} is not a seed figure; ids run from F01 to F32 (seed-figures.md)"))
     return problems
 
 
-def _allowed_keys(path: tuple, data: Any) -> list[str]:
-    """Allowed keys at a mapping location, for 'did you mean' hints."""
-    if len(path) == 0:
-        return list(ScenarioFile.model_fields)
-    if path[0] == "events" and len(path) == 2:
-        node = data.get("events", [])[path[1]] if isinstance(data, dict) else {}
-        action = node.get("action") if isinstance(node, dict) else None
-        for cls in Event.__origin__.__args__:  # type: ignore[attr-defined]
-            if action in cls.model_fields["action"].annotation.__args__:
-                return list(cls.model_fields)
-    if path[0] == "uncertain":
-        return list(Distribution.model_fields)
-    if path[0] == "expects":
-        return list(Expectation.model_fields)
-    return []
-
-
-def _check_semantics(sf: ScenarioFile, doc: YamlDocument) -> list[str]:
-    """Checks pydantic cannot do alone: parameter paths and types, horizon, event dates."""
+def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
+    """Checks of one file that pydantic cannot do alone: parameters, sources, dates, ids."""
     problems = []
     for path, value in sf.parameters.items():
-        try:
-            params_mod.resolve({path: value})
-        except params_mod.ParameterError as exc:
-            problems.append(doc.where(("parameters", path)) + str(exc))
+        msg = _check_parameter(path, value)
+        if msg:
+            problems.append(Problem.at(doc, ("parameters", path), msg))
     for path in sf.uncertain:
-        if not params_mod.known_path(path):
-            problems.append(
-                doc.where(("uncertain", path))
-                + f"unknown parameter '{path}'{params_mod._suggest(path, params_mod.defaults())}"
-            )
+        if _is_group(path):
+            problems.append(Problem.at(doc, ("uncertain", path), f"'{path}' is a group of parameters; name one parameter by its dotted path"))
+        elif not params_mod.known_path(path):
+            problems.append(Problem.at(doc, ("uncertain", path), f"unknown parameter '{path}'{suggest(path, params_mod.defaults())}"))
+        else:
+            default = _numeric_default(path)
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                problems.append(
+                    Problem.at(doc, ("uncertain", path), f"only numeric parameters can be sampled; '{path}' is {_show(default)}")
+                )
+    sources = [(("sources", i), s) for i, s in enumerate(sf.sources)]
+    sources += [(("events", i, "source"), e.source) for i, e in enumerate(sf.events) if e.source]
+    problems += _check_sources(sources, doc)
+    seen_ids: dict[str, int] = {}
     for i, ev in enumerate(sf.events):
+        if ev.id is not None:
+            if ev.id in seen_ids:
+                problems.append(Problem.at(doc, ("events", i, "id"), f"duplicate event id '{ev.id}' (also events[{seen_ids[ev.id]}]); ids must be unique"))
+            seen_ids.setdefault(ev.id, i)
         if isinstance(ev, SetParameterEvent):
             if ev.path.startswith(INIT_ONLY_PREFIXES):
                 problems.append(
-                    doc.where(("events", i, "path"))
-                    + f"'{ev.path}' is read only when the model is built; set it under 'parameters' instead"
+                    Problem.at(
+                        doc,
+                        ("events", i, "path"),
+                        f"'{ev.path}' is read only when the model is built, so a timed event cannot change it; set it under 'parameters' instead",
+                    )
                 )
                 continue
-            try:
-                params_mod.resolve({ev.path: ev.value})
-            except params_mod.ParameterError as exc:
-                problems.append(doc.where(("events", i, "path")) + str(exc))
+            msg = _check_parameter(ev.path, ev.value)
+            if msg:
+                problems.append(Problem.at(doc, ("events", i, "path"), msg))
     if sf.start and sf.end and quarter_ordinal(sf.start) > quarter_ordinal(sf.end):
-        problems.append(doc.where(("end",)) + f"end {sf.end} is before start {sf.start}")
+        problems.append(Problem.at(doc, ("end",), f"end {sf.end} is before start {sf.start}"))
+    if sf.drop_events and sf.extends is None:
+        problems.append(Problem.at(doc, ("drop_events",), "drop_events removes a parent's events, but this scenario has no 'extends'"))
     return problems
 
 
-def _check_horizon(sc: Scenario, docs: dict[str, YamlDocument], origin: dict[int, str]) -> list[str]:
-    problems = []
-    first, last = quarter_ordinal(sc.start), quarter_ordinal(sc.end)
-    if first > last:
-        problems.append(f"{sc.name}: end {sc.end} is before start {sc.start}")
-    if parse_quarter(sc.start)[0] < 2014:
-        problems.append(f"{sc.name}: start {sc.start} is before 2014Q1, where the model's data begin")
-    for ev in sc.events:
-        if quarter_ordinal(ev.at) > last:
-            file, idx = origin.get(id(ev), (sc.name, None))
-            where = docs[file].where(("events", idx, "at")) if file in docs else f"{file}: "
-            problems.append(where + f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}")
-    return problems
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise ScenarioError([f"--set {text}: expected PATH=VALUE, e.g. china.procurement_preference=1.2"])
-    path, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except yaml.YAMLError:
-        value = raw
-    return path.strip(), value
-
-
-def _read_file(path: Path) -> tuple[ScenarioFile, YamlDocument]:
+def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, list[Problem]]:
+    """Parse and validate one file. Returns (file, document, problems)."""
     try:
         doc = load_yaml(path)
     except YamlInputError as exc:
-        raise ScenarioError(exc.problems) from None
+        return None, None, [_problem_from_text(p) for p in exc.problems]
     if not isinstance(doc.data, dict):
-        raise ScenarioError([doc.where(()) + "a scenario file must be a mapping of keys (name, question, ...)"])
+        return None, doc, [Problem.at(doc, (), f"a scenario file must be a mapping of keys (name: ..., question: ...), found {_show(doc.data)}")]
     try:
         sf = ScenarioFile.model_validate(doc.data)
     except ValidationError as exc:
-        raise ScenarioError(_format_pydantic(exc, doc)) from None
-    problems = _check_semantics(sf, doc)
-    if problems:
-        raise ScenarioError(problems)
-    return sf, doc
+        return None, doc, _format_pydantic(exc, doc)
+    return sf, doc, _check_file(sf, doc)
 
 
-def _find_parent(ref: str, child: Path) -> Path:
-    candidates = [child.parent / ref, child.parent / f"{ref}.yaml"]
-    for c in candidates:
-        if c.is_file():
-            return c.resolve()
-    raise FileNotFoundError(ref)
+def _problem_from_text(text: str) -> Problem:
+    m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", text, re.S)
+    if m:
+        return Problem(m.group(1), m.group(4), int(m.group(2)), int(m.group(3)))
+    file, _, msg = text.partition(": ")
+    return Problem(file, msg)
+
+
+def _find_parent(ref: str, child_display: Path, child_real: Path) -> tuple[Path, Path] | None:
+    """(display path, real path) of the parent file named by ``extends``, or None."""
+    names = [ref] if ref.endswith((".yaml", ".yml")) else [f"{ref}.yaml", f"{ref}.yml", ref]
+    for name in names:
+        real = child_real.parent / name
+        if real.is_file():
+            display = Path(os.path.normpath(child_display.parent / name))
+            return display, real.resolve()
+    return None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``PATH=VALUE`` (``--set``); the value is read as safe YAML (``1.5``, ``true``, ``[1, 2]``).
+
+    Raises:
+        ScenarioError: no ``=``, an empty path, or a value that is not safe YAML.
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ScenarioError([f"--set {text}: expected PATH=VALUE, e.g. --set china.procurement_preference=1.2"])
+    path, raw = text.split("=", 1)
+    path = path.strip()
+    if not path:
+        raise ScenarioError([f"--set {text}: the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2"])
+    if not raw.strip():
+        raise ScenarioError([f"--set {text}: no value after '='; e.g. --set {path}=1.2"])
+    try:
+        value = parse_yaml(raw, "--set").data
+    except YamlInputError as exc:
+        detail = exc.problems[0].split(": ", 2)[-1]
+        raise ScenarioError([f"--set {text}: the value is not valid: {detail}"]) from None
+    return path, value
+
+
+# Kept for callers of the earlier private name.
+_parse_override = parse_override
 
 
 def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Scenario:
     """Load a scenario file, resolve its ``extends`` chain and apply ``--set`` overrides.
 
     Args:
-        path: the scenario YAML file.
+        path: the scenario YAML file; messages name it (and its parents) relative to it.
         overrides: ``["path=value", ...]`` as given to ``--set``, or a ``{path: value}`` mapping.
 
+    Returns:
+        The resolved :class:`Scenario`.
+
     Raises:
-        ScenarioError: with one located message per problem found.
+        ScenarioError: with one located message per problem found in the file, its parents
+            and the overrides. No other exception is raised for bad input.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError([f"{path}: no such scenario file"])
+    display = Path(path)
+    problems: list[Problem] = []
     chain: list[tuple[ScenarioFile, YamlDocument]] = []
     seen: list[Path] = []
-    current = path.resolve()
+    real = display.resolve() if display.exists() else display
     while True:
-        if current in seen:
-            cycle = " -> ".join(p.name for p in seen + [current])
-            raise ScenarioError([f"{path}: 'extends' forms a cycle: {cycle}"])
-        seen.append(current)
-        sf, doc = _read_file(current)
+        seen.append(real)
+        sf, doc, file_problems = _read_file(display)
+        problems += sorted(file_problems, key=lambda p: (p.line or 0, p.col or 0))
+        if sf is None or doc is None:
+            break
         chain.append((sf, doc))
         if sf.extends is None:
             break
-        try:
-            current = _find_parent(sf.extends, current)
-        except FileNotFoundError:
-            raise ScenarioError(
-                [doc.where(("extends",)) + f"parent scenario '{sf.extends}' not found next to {current.name}"]
-            ) from None
-    chain.reverse()
-    merged: dict[str, Any] = {"parameters": {}, "uncertain": {}, "events": [], "sources": []}
-    docs: dict[str, YamlDocument] = {}
-    origin: dict[int, tuple[str, int]] = {}
+        if len(chain) >= MAX_CHAIN:
+            problems.append(Problem.at(doc, ("extends",), f"'extends' chain longer than {MAX_CHAIN} files; refused"))
+            break
+        found = _find_parent(sf.extends, display, real)
+        if found is None:
+            target = sf.extends if sf.extends.endswith((".yaml", ".yml")) else f"{sf.extends}.yaml"
+            looked = os.path.normpath(display.parent / target)
+            ref_dir, _, ref_stem = sf.extends.rpartition("/")
+            here = real.parent / ref_dir
+            try:
+                stems = sorted({p.stem for p in here.glob("*.yaml")} - {real.stem}) if here.is_dir() else []
+            except OSError:  # pragma: no cover - unreadable directory
+                stems = []
+            prefix = f"{ref_dir}/" if ref_dir else ""
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("extends",),
+                    f"parent scenario '{sf.extends}' not found (no file {looked})"
+                    f"{suggest(prefix + ref_stem.removesuffix('.yaml'), [prefix + x for x in stems])}; "
+                    "'extends' names a scenario file relative to this one, without '.yaml'",
+                )
+            )
+            break
+        display, real = found
+        if real in seen:
+            cycle = " -> ".join(p.name for p in seen + [real])
+            problems.append(Problem.at(doc, ("extends",), f"'extends' forms a cycle: {cycle}; a scenario cannot inherit from itself"))
+            break
+    if problems:
+        raise ScenarioError(problems)
+    return _resolve(chain, overrides)
+
+
+def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scenario:
+    """Merge a valid chain (child first) by the module's merge rules and check the result."""
+    chain = list(reversed(chain))
+    problems: list[Problem] = []
+    merged: dict[str, Any] = {"parameters": {}, "uncertain": {}, "events": [], "sources": [], "expects": []}
+    origin: dict[int, tuple[YamlDocument, int]] = {}
+    names: list[str] = []
     for sf, doc in chain:
-        docs[str(doc.path)] = doc
+        if sf.name in names:
+            problems.append(Problem.at(doc, ("name",), f"name '{sf.name}' is already used by a scenario this one extends; give it its own name"))
+        names.append(sf.name)
         for key in ("name", "question", "description", "start", "end"):
             if getattr(sf, key) is not None:
                 merged[key] = getattr(sf, key)
+        for p in sf.parameters:
+            merged["uncertain"].pop(p, None)
         merged["parameters"].update(sf.parameters)
         merged["uncertain"].update(sf.uncertain)
         if sf.drop_events:
-            known = {e.id for e in merged["events"] if e.id}
-            unknown = [d for d in sf.drop_events if d not in known]
-            if unknown:
-                raise ScenarioError(
-                    [doc.where(("drop_events",)) + f"no inherited event has id {', '.join(map(repr, unknown))}; ids: {', '.join(sorted(known)) or 'none'}"]
-                )
+            known = [e.id for e in merged["events"] if e.id]
+            for i, d in enumerate(sf.drop_events):
+                if d not in known:
+                    problems.append(
+                        Problem.at(doc, ("drop_events", i), f"no inherited event has id '{d}'{suggest(d, known)}")
+                    )
             merged["events"] = [e for e in merged["events"] if e.id not in sf.drop_events]
         for i, ev in enumerate(sf.events):
-            origin[id(ev)] = (str(doc.path), i)
+            origin[id(ev)] = (doc, i)
+            if ev.id is not None:
+                clash = next((e for e in merged["events"] if e.id == ev.id), None)
+                if clash is not None:
+                    problems.append(
+                        Problem.at(
+                            doc,
+                            ("events", i, "id"),
+                            f"event id '{ev.id}' is already used by an inherited event; drop that one first (drop_events: [{ev.id}]) or choose another id",
+                        )
+                    )
         merged["events"].extend(sf.events)
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)
-    merged["lineage"] = [sf.name for sf, _ in chain]
-    top = chain[-1][1]
-    if not merged.get("question"):
-        raise ScenarioError([top.where(()) + "a scenario needs a 'question' (the policy question it answers), here or in a parent"])
+    merged["lineage"] = names
     if isinstance(overrides, dict):
         items = list(overrides.items())
     else:
-        items = [_parse_override(o) for o in (overrides or [])]
-    problems = []
+        items = []
+        for o in overrides or []:
+            try:
+                items.append(parse_override(o))
+            except ScenarioError as exc:
+                problems += exc.details
     for p, v in items:
-        try:
-            params_mod.resolve({p: v})
-        except params_mod.ParameterError as exc:
-            problems.append(f"--set {p}={v}: {exc}")
+        msg = _check_parameter(p, v) if isinstance(p, str) and p else f"'{p}' is not a parameter path"
+        if msg:
+            problems.append(Problem(f"--set {p}={_override_text(v)}", msg))
         else:
             merged["parameters"][p] = v
+            merged["uncertain"].pop(p, None)
     if problems:
         raise ScenarioError(problems)
-    scenario = Scenario.model_validate(merged)
-    problems = _check_horizon(scenario, docs, origin)
+    try:
+        scenario = Scenario.model_validate(merged)
+    except ValidationError as exc:  # pragma: no cover - every part was validated above
+        raise ScenarioError([f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]) from None
+    problems = _check_resolved(scenario, chain, origin)
     if problems:
         raise ScenarioError(problems)
     return scenario
 
 
+def _override_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    except yaml.YAMLError:  # pragma: no cover
+        return repr(value)
+
+
+def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
+    """Horizon, event dates and expectations of the resolved scenario."""
+    problems = []
+    top = chain[-1][1]
+
+    def where_key(key: str) -> YamlDocument:
+        for sf, doc in reversed(chain):
+            if getattr(sf, key) is not None:
+                return doc
+        return top
+
+    first, last = quarter_ordinal(sc.start), quarter_ordinal(sc.end)
+    if first > last:
+        problems.append(Problem.at(where_key("end"), ("end",), f"end {sc.end} is before start {sc.start}"))
+    if first < quarter_ordinal(EARLIEST_START):
+        problems.append(Problem.at(where_key("start"), ("start",), f"start {sc.start} is before {EARLIEST_START}, where the model's data begin"))
+    if last > quarter_ordinal(LATEST_END):
+        problems.append(Problem.at(where_key("end"), ("end",), f"end {sc.end} is after {LATEST_END}; the model's demand and technology paths are not meaningful that far out"))
+    for ev in sc.events:
+        if quarter_ordinal(ev.at) > last:
+            doc, i = origin[id(ev)]
+            problems.append(Problem.at(doc, ("events", i, "at"), f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}; move it or extend 'end'"))
+    first_year, last_year = parse_quarter(sc.start)[0], parse_quarter(sc.end)[0]
+    ancestors = sc.lineage[:-1]
+    for i, ex in enumerate(sc.expects):
+        if not first_year <= ex.year <= last_year:
+            problems.append(Problem.at(top, ("expects", i, "year"), f"expected a year from {first_year} to {last_year} (the horizon), found {ex.year}"))
+        if ex.vs not in ancestors:
+            problems.append(
+                Problem.at(
+                    top,
+                    ("expects", i, "vs"),
+                    f"an expectation compares with a scenario this one extends ({', '.join(ancestors) or 'none: add extends'}); found '{ex.vs}'",
+                )
+            )
+    return problems
+
+
 __all__ = [
+    "Distribution",
+    "ENTITIES",
+    "EVENT_ACTIONS",
+    "EVENT_CLASSES",
+    "Expectation",
+    "FIRM_LINES",
+    "INIT_ONLY_PREFIXES",
+    "LINES",
+    "OUTPUT_COLUMNS",
+    "Problem",
     "Scenario",
     "ScenarioError",
     "ScenarioFile",
-    "load_scenario",
-    "ENTITIES",
-    "EVENT_ACTIONS",
-    "LINES",
     "TIERS",
+    "load_scenario",
+    "parse_override",
+    "suggest",
 ]

@@ -81,7 +81,7 @@ def line_best_gen(firms, n_lines: int = len(FIRM_LINES), min_share: float = 0.05
         if not m.any():
             continue
         c = cap[m]
-        big = c >= min_share * c.sum() if c.sum() > 0 else np.ones_like(c, dtype=bool)
+        big = (c >= min(min_share * c.sum(), c.max())) | firms.champion[:n][m]
         out[k] = gen[m][big].max()
     return out
 
@@ -92,7 +92,7 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
     f = model.firms
     n = f.n
     frontiers = line_frontiers(p, model.year_float)
-    ceiling = frontiers[f.line[:n]].copy()
+    ceiling = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
     fab = np.isin(f.line[:n], (FOUNDRY, MEMORY))
     if not fab.any():
         return ceiling
@@ -106,8 +106,9 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
         if not rows.any():
             continue
         cap_gen = np.inf
+        stretch = p["technology.installed_tool_stretch_generations"]
         for item, _line in NODE_INPUTS:
-            foreign = foreign_access_gen(model, item, listed)
+            foreign = foreign_access_gen(model, item, listed) + stretch
             cap_gen = min(cap_gen, max(foreign, domestic[item]))
         ceiling[rows] = np.minimum(ceiling[rows], cap_gen)
     return ceiling
@@ -123,9 +124,9 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     gen = f.gen[:n]
     frontiers = line_frontiers(p, model.year_float)
     rates = np.array([p["technology.learning_gen_per_year"][name] for name in FIRM_LINES])
-    cap = np.maximum(f.cap[:n].sum(axis=1), p["firm_finance.minimum_scale_usd_bn"])
-    rd_ratio = f.rd_usd_bn[:n] / (cap * p["technology.rd_reference_pct_of_capacity"] / 100.0)
-    rd_factor = np.clip(rd_ratio, 0.05, 10.0) ** p["technology.rd_elasticity"]
+    ref = np.array([p["technology.rd_reference_usd_bn_per_year"][name] for name in FIRM_LINES])
+    rd_ratio = 4.0 * f.rd_usd_bn[:n] / ref[line]
+    rd_factor = np.clip(rd_ratio, 1e-3, 9.0) ** p["technology.rd_elasticity"]
     behind = np.maximum(0.0, frontiers[line] - gen)
     step = 0.25 * rates[line] * talent_factor * rd_factor * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
     ceiling = node_ceilings(model, best)
