@@ -16,11 +16,13 @@ from .parameters import group
 from .firms import FIRM_LINE_INDEX, FIRM_LINES, Firm
 
 
-def swarm_lines(p: dict, rng, size: int) -> np.ndarray:
-    """Draw firm lines for ``size`` swarm agents from the entrant line mix."""
-    mix_pct = group(p, "china_firms.swarm_line_mix_pct")
-    mix = np.array([mix_pct[name] for name in FIRM_LINES], dtype=float)
-    return rng.choice(len(FIRM_LINES), size=size, p=mix / mix.sum()).astype(np.int8)
+def swarm_lines(model, size: int) -> np.ndarray:
+    """Draw firm lines for ``size`` swarm agents from the entrant line mix (read once per model)."""
+    if not hasattr(model, "_line_mix"):
+        mix_pct = group(model.p, "china_firms.swarm_line_mix_pct")
+        mix = np.array([mix_pct[name] for name in FIRM_LINES], dtype=float)
+        model._line_mix = mix / mix.sum()
+    return model.rng.choice(len(FIRM_LINES), size=size, p=model._line_mix).astype(np.int8)
 
 
 def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:
@@ -36,7 +38,7 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
         return 0
     p = model.p
     rng = model.rng
-    lines = swarm_lines(p, rng, size)
+    lines = swarm_lines(model, size)
     weights = rng.lognormal(0.0, 1.0, size)
     if capacity_by_line is None:
         capacity = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"] * weights

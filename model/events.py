@@ -17,6 +17,7 @@ def apply_event(model, ev) -> None:
     action = ev.action
     handler = _HANDLERS[action]
     handler(model, ev)
+    model.regime._version += 1  # any event may change what the regime blocks
     model.log_event(f"{action} {ev.note or ''}".strip())
 
 

@@ -95,6 +95,26 @@ class FirmPopulation:
         self.listed[rows] = False
         return rows
 
+    def compact(self) -> np.ndarray | None:
+        """Drop dead rows when they outnumber live ones; returns old-to-new row map or None.
+
+        Dead firms would otherwise make every per-quarter array operation pay for the whole
+        history of entries (tens of thousands of rows at 10x scale).
+        """
+        n = self.n
+        alive = self.alive[:n]
+        live = int(alive.sum())
+        if n < 1024 or n - live < live:
+            return None
+        keep = np.nonzero(alive)[0]
+        mapping = np.full(n, -1, dtype=np.int64)
+        mapping[keep] = np.arange(keep.size)
+        for name in ("line", "entered_q", *self.FLOAT_COLS, *self.BOOL_COLS, "cap", "pending"):
+            arr = getattr(self, name)
+            arr[: keep.size] = arr[keep]
+        self.n = keep.size
+        return mapping
+
     def view(self, name: str) -> np.ndarray:
         """The live part of an array (rows ``0..n-1``)."""
         return getattr(self, name)[: self.n]

@@ -216,28 +216,19 @@ class DecouplingModel(mesa.Model):
         shares = tier_shares(p, self.year_float)
         demand_k = demand_total * shares
 
-        # Domestic (Chinese-HQ) supply by line, and by tier for chips.
+        # Domestic (Chinese-HQ) supply by line and vintage, and by tier for chips.
         f = self.firms
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
         line = f.line[:n]
         cap = f.cap[:n]
-        self.line_supply = np.bincount(line[live], weights=cap[live].sum(axis=1), minlength=len(FIRM_LINES))
+        by_line = self._capacity_by_line(live)
+        listed_by_line = self._capacity_by_line(live & f.listed[:n])
+        self.line_supply = by_line.sum(axis=1)
         foundry = live & (line == FOUNDRY)
-        supply_k = np.array([
-            cap[foundry, VINTAGE_LEADING].sum(),
-            cap[foundry, VINTAGE_ADVANCED].sum(),
-            cap[foundry, VINTAGE_BASE].sum(),
-            self.line_supply[MEMORY],
-            self.line_supply[COMPOUND],
-        ])
-        listed_cap_share = np.array([
-            _share(cap[foundry & f.listed[:n], VINTAGE_LEADING].sum(), supply_k[0]),
-            _share(cap[foundry & f.listed[:n], VINTAGE_ADVANCED].sum(), supply_k[1]),
-            _share(cap[foundry & f.listed[:n], VINTAGE_BASE].sum(), supply_k[2]),
-            _share(cap[live & (line == MEMORY) & f.listed[:n]].sum(), supply_k[3]),
-            _share(cap[live & (line == COMPOUND) & f.listed[:n]].sum(), supply_k[4]),
-        ])
+        supply_k = np.array([*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]])
+        listed_k = np.array([*listed_by_line[FOUNDRY], listed_by_line[MEMORY].sum(), listed_by_line[COMPOUND].sum()])
+        listed_cap_share = np.divide(listed_k, supply_k, out=np.zeros_like(supply_k), where=supply_k > 0)
         best = self.line_best
         dom_gen = np.array([
             self.china_best_gen,
@@ -357,22 +348,22 @@ class DecouplingModel(mesa.Model):
         def with_exports(s: float, ratio: float) -> float:
             return min(1.0, s * (1.0 + ratio))
 
-        revenue = np.zeros(n)
-        for tier, col in TIER_VINTAGE.items():
-            k = TIERS.index(tier)
-            revenue += np.where(foundry, cap[:, col] * with_exports(sold_frac_k[k], export_ratio["foundry"]), 0.0)
-        for line_idx, k, name in ((MEMORY, 3, "memory"), (COMPOUND, 4, "compound")):
-            revenue += np.where(live & (line == line_idx), cap.sum(axis=1) * with_exports(sold_frac_k[k], export_ratio[name]), 0.0)
+        # Share of each line's capacity (by vintage) that is sold, at home or abroad.
+        sold = np.zeros((len(FIRM_LINES), 3))
+        for k, col in enumerate((VINTAGE_LEADING, VINTAGE_ADVANCED, VINTAGE_BASE)):
+            sold[FOUNDRY, col] = with_exports(sold_frac_k[k], export_ratio["foundry"])
+        sold[MEMORY, :] = with_exports(sold_frac_k[3], export_ratio["memory"])
+        sold[COMPOUND, :] = with_exports(sold_frac_k[4], export_ratio["compound"])
         for seg in ("eda_ip", "materials", "packaging", "design"):
             li = FIRM_LINE_INDEX[seg]
             supply = self.line_supply[li]
             s = min(1.0, upstream[seg]["domestic"] / supply) if supply > 0 else 0.0
-            revenue += np.where(live & (line == li), cap.sum(axis=1) * with_exports(s, export_ratio.get(seg, 0.0)), 0.0)
+            sold[li, :] = with_exports(s, export_ratio.get(seg, 0.0))
         for seg in ("litho_equipment", "other_equipment"):
             li = FIRM_LINE_INDEX[seg]
             supply = self.line_supply[li]
-            s = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
-            revenue += np.where(live & (line == li), cap.sum(axis=1) * s, 0.0)
+            sold[li, :] = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
+        revenue = np.where(live, (cap * sold[line]).sum(axis=1), 0.0)
         f.revenue_usd_bn[:n] = revenue
 
         # Money, tools and capacity (mechanism 5).
@@ -436,6 +427,7 @@ class DecouplingModel(mesa.Model):
 
         # Entry and failure.
         failed, wasted_fail = demography.fail(self)
+        self._compact_firms()
         entered = demography.enter(self, state_total + private_total)
 
         self.recorder.record(
@@ -458,6 +450,25 @@ class DecouplingModel(mesa.Model):
         )
 
     # -- helpers ----------------------------------------------------------------------------
+    def _compact_firms(self) -> None:
+        """Compact the firm arrays and re-point every Firm agent at its new row."""
+        mapping = self.firms.compact()
+        if mapping is None:
+            return
+        agents = list(self.firm_agents.values())
+        self.firm_agents = {}
+        for agent in agents:
+            agent.row = int(mapping[agent.row])
+            self.firm_agents[agent.row] = agent
+
+    def _capacity_by_line(self, mask: np.ndarray) -> np.ndarray:
+        """(lines, vintages) capacity of the firms in ``mask``."""
+        f = self.firms
+        rows = np.nonzero(mask)[0]
+        flat = f.line[rows].astype(np.int64)[:, None] * 3 + np.arange(3)[None, :]
+        out = np.bincount(flat.ravel(), weights=f.cap[rows].ravel(), minlength=len(FIRM_LINES) * 3)
+        return out.reshape(len(FIRM_LINES), 3)
+
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:
         """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
         blk = self.regime.blocked(item, listed, gen, self.quarter, self.compliance, self.us_technology)

@@ -67,6 +67,8 @@ class ExportControlRegime(mesa.Agent):
         self.name = name
         self.state = RegimeState()
         self.rules_added = 0
+        self._cache: dict = {}
+        self._version = 0
         self.last_tightened_q = -10**6
 
     # -- changes ----------------------------------------------------------------------
@@ -80,6 +82,7 @@ class ExportControlRegime(mesa.Agent):
         for r in self.state.rules:
             if (item == "all" or r.item == ITEM_INDEX[item]) and target in ("any", r.target):
                 r.licence = max(r.licence, licence_pct / 100.0)
+        self._version += 1
 
     # -- queries ------------------------------------------------------------------------
     def intensity(self, quarter: int) -> float:
@@ -113,6 +116,13 @@ class ExportControlRegime(mesa.Agent):
             Array (n, origins) of blocked shares in [0, 1].
         """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
+        # Rules, compliance and reach are fixed within a quarter; many callers ask the same.
+        key = (item, listed, quarter, for_expansion, g.tobytes(), compliance.tobytes(), us_technology.tobytes(), self.state.reach, len(self.state.rules), self._version)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        if len(self._cache) > 4096:
+            self._cache.clear()
         leakage = self.model.p["controls.leakage_pct"] / 100.0
         stockpile_q = self.model.p["controls.stockpile_quarters"]
         open_share = np.ones((g.size, len(ORIGINS)))
@@ -136,7 +146,10 @@ class ExportControlRegime(mesa.Agent):
                 block = block * (1.0 - leakage)
             covered = (g >= r.threshold_gen)[:, None]
             open_share *= np.where(covered, 1.0 - block[None, :], 1.0)
-        return 1.0 - open_share
+        result = 1.0 - open_share
+        result.flags.writeable = False
+        self._cache[key] = result
+        return result
 
     def binding_thresholds(self, item: str, quarter: int, target: str = "all") -> list[float]:
         """Thresholds (node generations) of binding rules on ``item`` for ``target``."""

@@ -436,7 +436,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}:{self.col}"
-        return f"{where}: " + (f"{self.path}: " if self.path else "") + self.message
+        return (f"{where}: " if where else "") + (f"{self.path}: " if self.path else "") + self.message
 
     @classmethod
     def at(cls, doc: YamlDocument, key_path: tuple, message: str) -> Problem:
@@ -452,7 +452,9 @@ class ScenarioError(ValueError):
         details: the same as :class:`Problem` objects.
     """
 
-    def __init__(self, problems: list[str] | list[Problem]):
+    def __init__(self, problems: list[str] | list[Problem] | str):
+        if isinstance(problems, str):  # e.g. when unpickled from its message
+            problems = problems.split("\n")
         self.details = [p if isinstance(p, Problem) else Problem("", str(p)) for p in problems]
         self.problems = [str(p) for p in problems]
         super().__init__("\n".join(self.problems))
@@ -633,13 +635,27 @@ def _hint(found: Any, expected: str) -> str:
         return "; YAML reads yes/no/on/off/true/false as a boolean: put the text in quotes"
     if isinstance(found, str) and expected.startswith("a list"):
         return "; write a list as [a, b] or as lines starting with '- '"
-    if isinstance(found, (_dt.date, int, float)) and "quarter" in expected:
-        return "; quarters are written like 2026Q1"
-    if isinstance(found, str) and expected in ("a number", "a whole number", "true or false") or (
-        isinstance(found, str) and expected.startswith("a number")
-    ):
+    if "quarter" in expected:
+        if isinstance(found, _dt.date):
+            return f" (YAML reads it as a date); did you mean {found.year}Q{(found.month - 1) // 3 + 1}?"
+        if isinstance(found, int) and not isinstance(found, bool) and 1000 <= found <= 9999:
+            return f"; name the quarter too, e.g. {found}Q1"
+        m = re.search(r"(\d{4})\D{0,3}[Qq]([1-4])\b", found) if isinstance(found, str) else None
+        if m and f"{m.group(1)}Q{m.group(2)}" != found:
+            return f"; did you mean {m.group(1)}Q{m.group(2)}?"
+        return ""
+    if isinstance(found, str) and (expected in ("a whole number", "true or false") or expected.startswith("a number")) and _reads_as_value(found):
         return "; remove the quotes if it is meant as a value"
     return ""
+
+
+def _reads_as_value(text: str) -> bool:
+    """True if unquoted ``text`` would be a YAML number or boolean (so quotes made it text)."""
+    try:
+        value = parse_yaml(text, "<value>").data
+    except YamlInputError:
+        return False
+    return isinstance(value, (bool, int, float))
 
 
 def _message(path: tuple, errs: list[dict], data: Any) -> str:
@@ -712,7 +728,7 @@ def _check_parameter(path: str, value: Any) -> str | None:
         default = _numeric_default(path)
         if not params_mod._same_shape(default, value):
             hint = ""
-            if isinstance(value, str) and isinstance(default, (bool, int, float)):
+            if isinstance(value, str) and isinstance(default, (bool, int, float)) and _reads_as_value(value):
                 hint = "; remove the quotes if it is meant as a value"
             return f"parameter '{path}' expects {params_mod._describe(default)}, found {_show(value)}{hint}"
     try:
@@ -836,19 +852,20 @@ def parse_override(text: str) -> tuple[str, Any]:
     Raises:
         ScenarioError: no ``=``, an empty path, or a value that is not safe YAML.
     """
+    where = f"--set {text}"
     if not isinstance(text, str) or "=" not in text:
-        raise ScenarioError([f"--set {text}: expected PATH=VALUE, e.g. --set china.procurement_preference=1.2"])
+        raise ScenarioError([Problem(where, "expected PATH=VALUE, e.g. --set china.procurement_preference=1.2")])
     path, raw = text.split("=", 1)
     path = path.strip()
     if not path:
-        raise ScenarioError([f"--set {text}: the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2"])
+        raise ScenarioError([Problem(where, "the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2")])
     if not raw.strip():
-        raise ScenarioError([f"--set {text}: no value after '='; e.g. --set {path}=1.2"])
+        raise ScenarioError([Problem(where, f"no value after '='; e.g. --set {path}=1.2 (quote text: --set '{path}=\"text\"')")])
     try:
         value = parse_yaml(raw, "--set").data
     except YamlInputError as exc:
-        detail = exc.problems[0].split(": ", 2)[-1]
-        raise ScenarioError([f"--set {text}: the value is not valid: {detail}"]) from None
+        detail = exc.problems[0].split(": ", 2)[-1] if exc.problems[0].startswith("--set:") else exc.problems[0].split(": ", 1)[-1]
+        raise ScenarioError([Problem(where, f"the value is not valid YAML: {detail}")]) from None
     return path, value
 
 
@@ -960,19 +977,19 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)
     merged["lineage"] = names
+    items: list[tuple[Any, Any, str]] = []
     if isinstance(overrides, dict):
-        items = list(overrides.items())
+        items = [(p, v, f"--set {p}={_override_text(v)}") for p, v in overrides.items()]
     else:
-        items = []
         for o in overrides or []:
             try:
-                items.append(parse_override(o))
+                items.append((*parse_override(o), f"--set {o}"))
             except ScenarioError as exc:
                 problems += exc.details
-    for p, v in items:
+    for p, v, shown in items:
         msg = _check_parameter(p, v) if isinstance(p, str) and p else f"'{p}' is not a parameter path"
         if msg:
-            problems.append(Problem(f"--set {p}={_override_text(v)}", msg))
+            problems.append(Problem(shown, msg))
         else:
             merged["parameters"][p] = v
             merged["uncertain"].pop(p, None)

@@ -10,8 +10,8 @@ Scenario files come from users, so they are read as data, never as code, and wit
 * numbers are finite (no ``.nan`` or ``.inf``) and integers fit in a float exactly;
 * files over :data:`MAX_BYTES`, nesting deeper than :data:`MAX_DEPTH` and documents whose
   aliases expand to more than :data:`MAX_NODES` nodes (a "billion laughs" bomb) are refused
-  before they can use much memory or time; depth is checked on the parser's event stream
-  first, because PyYAML's composer is recursive.
+  before they can use much memory or time; depth is checked while composing, before
+  PyYAML's recursive composer can exhaust the stack.
 
 Every key path's (line, column) is recorded so that validation errors can point at it.
 Every problem is raised as :class:`YamlInputError` with ``file:line:col:`` messages; no other
@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -127,21 +128,37 @@ def load_yaml(path: str | Path) -> YamlDocument:
 def parse_yaml(text: str, path: str | Path = "<string>") -> YamlDocument:
     """Parse YAML ``text`` safely (see :func:`load_yaml`); ``path`` names it in messages.
 
+    Small documents are cached by (text, path), so a parent scenario shared by many children
+    is parsed once; the returned document must be treated as read-only.
+
     Raises:
         YamlInputError: with located messages.
     """
-    path = Path(path)
     if len(text) > MAX_BYTES:
         raise YamlInputError([f"{path}: text is longer than {MAX_BYTES:,} characters; a scenario file is a few kB of YAML"])
-    _prescan(text, path)
-    loader = yaml.SafeLoader(text)
+    if len(text) <= _CACHE_MAX_TEXT:
+        return _parse_cached(text, str(path))
+    return _parse(text, Path(path))
+
+
+_CACHE_MAX_TEXT = 64_000
+
+
+@lru_cache(maxsize=64)
+def _parse_cached(text: str, path: str) -> YamlDocument:
+    return _parse(text, Path(path))
+
+
+def _parse(text: str, path: Path) -> YamlDocument:
+    try:
+        loader = _Loader(text, path)  # the reader checks for unprintable characters here
+    except yaml.YAMLError as exc:
+        raise YamlInputError([_syntax_message(exc, path, text)]) from None
     try:
         try:
             node = loader.get_single_node()
         except yaml.YAMLError as exc:
             raise YamlInputError([_syntax_message(exc, path)]) from None
-        except RecursionError:  # pragma: no cover - _prescan bounds the depth first
-            raise YamlInputError([f"{path}: nesting too deep; refused"]) from None
         if node is None:
             raise YamlInputError([f"{path}:1:1: the file is empty; a scenario needs at least 'name' and 'question'"])
         doc = YamlDocument(path=path, data=None)
@@ -151,11 +168,37 @@ def parse_yaml(text: str, path: str | Path = "<string>") -> YamlDocument:
         loader.dispose()
 
 
-def _syntax_message(exc: yaml.YAMLError, path: Path) -> str:
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a depth limit while composing (its composer is recursive)."""
+
+    def __init__(self, text: str, path: Path):
+        super().__init__(text)
+        self._path = path
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                m = self.peek_event().start_mark
+                raise YamlInputError(
+                    [f"{self._path}:{m.line + 1}:{m.column + 1}: nesting deeper than {MAX_DEPTH} levels; refused (a scenario needs about six)"]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _syntax_message(exc: yaml.YAMLError, path: Path, text: str | None = None) -> str:
     """One located line for a PyYAML reader, scanner, parser or composer error."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if isinstance(exc, yaml.reader.ReaderError):
-        return f"{path}: character {exc.character!r} at offset {exc.position} is not allowed in YAML text"
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        where = f"{path}: "
+        if text is not None:
+            before = text[: exc.position]
+            where = f"{path}:{before.count(chr(10)) + 1}:{exc.position - (before.rfind(chr(10)) + 1) + 1}: "
+        return where + f"control character U+{ord(char):04X} is not allowed in YAML text; remove it"
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     if context == "expected a single document in the stream":
@@ -184,24 +227,6 @@ _FRIENDLY: tuple[tuple[str, str], ...] = (
     ("expected ',' or ']'", "a [list] is not closed with ']'"),
     ("expected ',' or '}'", "a {mapping} is not closed with '}'"),
 )
-
-
-def _prescan(text: str, path: Path) -> None:
-    """Check nesting depth on the parser's event stream (iterative, so no recursion limit)."""
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    m = event.start_mark
-                    raise YamlInputError(
-                        [f"{path}:{m.line + 1}:{m.column + 1}: nesting deeper than {MAX_DEPTH} levels; refused (a scenario needs about six)"]
-                    )
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError as exc:
-        raise YamlInputError([_syntax_message(exc, path)]) from None
 
 
 def _describe_scalar(value: Any) -> str:
