@@ -82,7 +82,13 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
     f = model.firms
     tool_share = p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
     litho_share = p["firm_finance.litho_share_of_tools_pct"] / 100.0
-    result = {"fraction": np.ones(rows.size), "domestic": {}, "foreign": {}, "foreign_by_origin": np.zeros(len(model.origins))}
+    result = {
+        "fraction": np.ones(rows.size),
+        "domestic": {},
+        "foreign": {},
+        "foreign_by_origin": np.zeros(len(model.origins)),
+        "foreign_by_origin_item": {},
+    }
     listed = f.listed[rows]
     bias = p["sourcing.domestic_bias"]
     gap_cost = p["technology.ramp_quality_gap_cost"]
@@ -104,6 +110,7 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         supply = model.line_supply[FIRM_LINE_INDEX[item]]
         if rows.size == 0:
             result["domestic"][item] = result["foreign"][item] = 0.0
+            result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
             continue
         # Requests are the rows of a single-column market: one domestic tool pool for all.
         cleared = clear(need[:, None], want[:, None], foreign_open[:, None], np.array([supply]), adequate[:, None])
@@ -115,7 +122,9 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         result["foreign"][item] = float(foreign.sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             per_origin = np.where(foreign_open[:, None] > 0, open_by_origin / foreign_open[:, None], 0.0)
-        result["foreign_by_origin"] += (foreign[:, None] * per_origin).sum(axis=0)
+        by_origin = (foreign[:, None] * per_origin).sum(axis=0)
+        result["foreign_by_origin_item"][item] = by_origin
+        result["foreign_by_origin"] += by_origin
     return result
 
 

@@ -115,10 +115,6 @@ class FirmPopulation:
         self.n = keep.size
         return mapping
 
-    def view(self, name: str) -> np.ndarray:
-        """The live part of an array (rows ``0..n-1``)."""
-        return getattr(self, name)[: self.n]
-
 
 def vintage_column(gen: np.ndarray) -> np.ndarray:
     """Capacity column a foundry builds into at node generation ``gen``."""

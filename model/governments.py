@@ -49,6 +49,7 @@ class AllyGovernment(mesa.Agent):
             + p["allies.weight_security"] * self.security_dependence
             - p["allies.weight_china_exposure"] * self.exposure
             - p["allies.weight_countermeasures"] * m.china.countermeasure_level
+            - (p["countermeasures.mineral_leverage"] if m.china.minerals_controlled else 0.0)
             + noise
         )
         target = _logistic(x)

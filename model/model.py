@@ -87,12 +87,12 @@ class DecouplingModel(mesa.Model):
         for country, by_tier in group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014").items():
             for tier, value in by_tier.items():
                 self.fabs_in_china[ORIGINS.index(country), TIERS.index(tier)] = value
-        self.foreign_groups = [
-            ForeignFirmGroup(self, o, item, float(self.foreign_share[item][i]))
+        self.foreign_groups = {
+            (item, o): ForeignFirmGroup(self, o, item, float(self.foreign_share[item][i]))
             for item in self.foreign_share
             for i, o in enumerate(ORIGINS)
             if o in COUNTRIES and self.foreign_share[item][i] > 0
-        ]
+        }
 
         # Governments and the regime.
         self.regime = ExportControlRegime(self, "us")
@@ -282,6 +282,7 @@ class DecouplingModel(mesa.Model):
         us = ORIGINS.index("united_states")
         lost_us = 0.0
         self.ledger = {}
+        item_revenue = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
         for flag in (False, True):
             rows = listed_b == flag
             if not rows.any():
@@ -293,6 +294,7 @@ class DecouplingModel(mesa.Model):
                 bought = cleared.foreign[rows, k].sum()
                 delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
                 foreign_by_origin += delivered
+                item_revenue[item] += delivered
                 for o, value in zip(ORIGINS, delivered):
                     self.ledger[(item, flag, o)] = float(value)
                 wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
@@ -317,6 +319,7 @@ class DecouplingModel(mesa.Model):
         }
         for seg, (seg_demand, need_gen, listed_share, controllable) in seg_specs.items():
             upstream[seg] = self._upstream(seg, seg_demand, need_gen, listed_share, controllable, mean_security)
+            item_revenue[seg] += upstream[seg]["by_origin"]
             if seg != "packaging":
                 foreign_by_origin += upstream[seg]["by_origin"]
         # Design: Chinese design houses need a foundry; a listed one loses foreign foundries
@@ -386,6 +389,10 @@ class DecouplingModel(mesa.Model):
         for item in ("litho_equipment", "other_equipment"):
             self.tool_sales[FIRM_LINE_INDEX[item]] = tools["domestic"][item]
         foreign_by_origin += tools["foreign_by_origin"]
+        for item in ("litho_equipment", "other_equipment"):
+            item_revenue[item] += tools["foreign_by_origin_item"][item]
+        for (item, origin), group in self.foreign_groups.items():
+            group.china_revenue_usd_bn = float(item_revenue[item][ORIGINS.index(origin)])
         # Foreign fabs in China buy foreign tools too; count them in the equipment market.
         located_growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** 0.25 - 1
         tool_open = np.array([float(((1 - self.regime.blocked("other_equipment", False, g, self.quarter, self.compliance, self.us_technology, for_expansion=True)[0]) * self.foreign_share["other_equipment"]).sum()) for g in ref_gen])

@@ -59,14 +59,12 @@ class ExportControlRegime(mesa.Agent):
     Attributes:
         name: regime key used by scenario events (``us``).
         state: its rules, reach and leakage.
-        rules_added: count of rules added by events or by the auto-tightening rule.
     """
 
     def __init__(self, model, name: str):
         super().__init__(model)
         self.name = name
         self.state = RegimeState()
-        self.rules_added = 0
         self._cache: dict = {}
         self._version = 0
         self.last_tightened_q = -10**6
@@ -75,7 +73,6 @@ class ExportControlRegime(mesa.Agent):
     def add_rule(self, rule: ControlRule) -> None:
         """Add a rule (from a scenario event or the auto-tightening rule)."""
         self.state.rules.append(rule)
-        self.rules_added += 1
 
     def relax(self, item: str, target: str, licence_pct: float) -> None:
         """Raise the licence share of matching rules (F26: lobbying, detente)."""

@@ -110,7 +110,8 @@ SEED_FIGURES: tuple[str, ...] = tuple(f"F{i:02d}" for i in range(1, 33))
 
 #: Parameters read only when the model is built: a timed ``set_parameter`` event cannot
 #: change them (set them under ``parameters`` instead). Measured by instrumenting a baseline
-#: run (tests/test_scenario_library.py keeps this list honest).
+#: run (tests/test_scenario_library.py keeps this list honest). ``real_firms_per_agent`` is
+#: read during the run too, but fixes the swarm's scale at set-up, so it must not change.
 INIT_ONLY_PREFIXES: tuple[str, ...] = (
     "allies.initial_alignment",
     "allies.opinion_us_ties_pct",
@@ -119,7 +120,6 @@ INIT_ONLY_PREFIXES: tuple[str, ...] = (
     "china_firms.champions",
     "china_firms.registered_firms_2014",
     "china_firms.real_firms_per_agent",
-    "china_firms.swarm_agents_2014",
     "china_firms.swarm_capacity_usd_bn_per_quarter_2014",
     "foreign.fabs_in_china_usd_bn_per_quarter_2014",
     "foreign.supply_share_pct",
