@@ -38,8 +38,13 @@ def allocate(amount: float, weights: np.ndarray) -> np.ndarray:
     return amount * weights / total
 
 
-def distribute_state_money(model, total: float, targeted: list[tuple[float, list | None]]) -> np.ndarray:
-    """Per-firm state money this quarter (champions first, then the swarm by backing)."""
+def distribute_state_money(model, total: float, targeted: list[tuple[float, list | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-firm state money this quarter: (all money, the part earmarked for R&D).
+
+    General money goes to champions first, then to the swarm by backing; a programme that
+    targets lines (a whole-nation push for breakthroughs, TIME22) goes to firms in those
+    lines and spends a larger share on R&D.
+    """
     p = model.p
     f = model.firms
     n = f.n
@@ -52,11 +57,14 @@ def distribute_state_money(model, total: float, targeted: list[tuple[float, list
     money = allocate(general * share, backing * champ)
     swarm_w = backing * ~champ * np.where(f.fraud[:n], 3.0, 1.0)
     money += allocate(general * (1 - share), swarm_w)
+    rd = money * p["firm_finance.state_rd_share_pct"] / 100.0
     for amount, lines in targeted:
         idx = [FIRM_LINE_INDEX[name] for name in lines]
         in_lines = np.isin(f.line[:n], idx)
-        money += allocate(amount, backing * in_lines * np.where(champ, 10.0, 1.0))
-    return money
+        part = allocate(amount, backing * in_lines * np.where(champ, 10.0, 1.0))
+        money += part
+        rd += part * p["china.targeted_rd_share_pct"] / 100.0
+    return money, rd
 
 
 def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best: np.ndarray, security: float) -> dict:
@@ -128,7 +136,7 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
     return result
 
 
-def invest_and_build(model, state_money: np.ndarray, private: np.ndarray, best: np.ndarray, talent_factor: float, security: float) -> dict:
+def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, private: np.ndarray, best: np.ndarray, talent_factor: float, security: float) -> dict:
     """Cash, capex, tools, building and depreciation for one quarter.
 
     Returns:
@@ -141,16 +149,15 @@ def invest_and_build(model, state_money: np.ndarray, private: np.ndarray, best: 
     fraud = f.fraud[:n] & alive
     honest = alive & ~fraud
     line = f.line[:n]
-    rd_share = p["firm_finance.state_rd_share_pct"] / 100.0
     margin = p["firm_finance.operating_margin_pct"] / 100.0
     fab = honest & np.isin(line, FAB_LINES)
     margin_vec = np.where(np.isin(line, FAB_LINES), margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
     cap_total = f.cap[:n].sum(axis=1)
     overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"])
     revenue = f.revenue_usd_bn[:n]
-    f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + rd_share * state_money, 0.0)
+    f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + state_rd, 0.0)
     profit = revenue * margin_vec - overhead
-    f.cash_usd_bn[:n] += np.where(alive, profit + state_money * (1 - rd_share) + private, 0.0)
+    f.cash_usd_bn[:n] += np.where(alive, profit + state_money - state_rd + private, 0.0)
     # Fraudsters keep what they get; the state's share of it is wasted (F19).
     f.cash_usd_bn[:n] = np.where(fraud, 0.0, f.cash_usd_bn[:n])
     memory_q = p["firm_finance.state_funds_memory_quarters"]

@@ -57,9 +57,16 @@ class Cleared:
 def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1.0) -> Cleared:
     """Split demand between domestic supply, foreign supply and unmet demand.
 
+    The part of a buyer's demand that controls keep from foreign suppliers must be bought at
+    home (forced); of the part still open abroad, the buyer chooses the domestic share it
+    wants. Forced demand is served first (buyers with no alternative pay what it takes, and
+    the state sees to it); voluntary domestic demand shares what is left and falls back on
+    foreign suppliers when domestic supply runs out. Forced demand that domestic suppliers
+    cannot meet, or cannot meet at the needed technology (``adequate`` = 0), is unmet.
+
     Args:
         demand: (B, K) demand by buyer and item, US$ bn.
-        want_domestic_share: (B, K) share each buyer would buy domestically by choice.
+        want_domestic_share: (B, K) domestic share each buyer chooses where it has a choice.
         foreign_open: (B, K) share of foreign supply still reachable under controls.
         domestic_supply: (K,) what domestic suppliers can deliver.
         adequate: (B, K) or scalar, 1 where domestic supply can do the job (technology).
@@ -67,11 +74,9 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     Returns:
         :class:`Cleared`; ``domestic + foreign + unmet == demand`` element-wise.
     """
-    want = demand * want_domestic_share * adequate
-    blocked = demand * (1.0 - want_domestic_share * adequate) * (1.0 - foreign_open)
+    blocked = demand * (1.0 - foreign_open)
     forced = blocked * adequate
-    # Buyers with no foreign alternative are served first (they pay what it takes, and the
-    # state sees to it); voluntary domestic demand shares what is left.
+    want = demand * foreign_open * want_domestic_share * adequate
     forced_total = forced.sum(axis=0)
     want_total = want.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -79,7 +84,6 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
         left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
         fill_want = np.where(want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0)
     domestic = forced * fill_forced + want * fill_want
-    spill = want * (1.0 - fill_want)
-    foreign = demand * (1.0 - want_domestic_share * adequate) * foreign_open + spill * foreign_open
-    unmet = blocked - forced * fill_forced + spill * (1.0 - foreign_open)
+    foreign = demand * foreign_open - want * fill_want
+    unmet = blocked - forced * fill_forced
     return Cleared(domestic, foreign, unmet, blocked, fill_want)

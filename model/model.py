@@ -186,7 +186,9 @@ class DecouplingModel(mesa.Model):
                 label=label,
             )
         )
-        self.china.countermeasure_level = min(1.0, self.china.countermeasure_level + self.p["countermeasures.response_to_us_rule"])
+        if target == "all":
+            # China answers country-wide rules, not each listing (F22).
+            self.china.countermeasure_level = min(1.0, self.china.countermeasure_level + self.p["countermeasures.response_to_us_rule"])
 
     def log_event(self, text: str) -> None:
         self.event_log.append(f"{ordinal_to_label(self.quarter)}: {text}")
@@ -371,7 +373,7 @@ class DecouplingModel(mesa.Model):
 
         # Money, tools and capacity (mechanism 5).
         state_total, state_lost, targeted = self.china.budget()
-        state_money = finance.distribute_state_money(self, state_total - state_lost, targeted)
+        state_money, state_rd = finance.distribute_state_money(self, state_total - state_lost, targeted)
         wasted = state_lost + float(state_money[f.fraud[:n]].sum())
         private_total = finance.private_money(self)
         # Investors follow sales (F21: STAR listings of firms with revenue), not capacity.
@@ -384,7 +386,7 @@ class DecouplingModel(mesa.Model):
         self.talent_shortfall = shortfall
         reference = 1.0 - p["china.talent_reference_shortfall_pct"] / 100.0
         talent_factor = ((1.0 - shortfall) / reference) ** p["china.talent_elasticity"]
-        tools = finance.invest_and_build(self, state_money, private, best, talent_factor, mean_security)
+        tools = finance.invest_and_build(self, state_money, state_rd, private, best, talent_factor, mean_security)
         self.tool_sales = np.zeros(len(FIRM_LINES))
         for item in ("litho_equipment", "other_equipment"):
             self.tool_sales[FIRM_LINE_INDEX[item]] = tools["domestic"][item]

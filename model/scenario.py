@@ -27,8 +27,9 @@ Merge rules for ``extends`` (the chain is applied root first, each child on top)
 * ``--set PATH=VALUE`` overrides (``decouple run``, ``decouple validate``) are applied last:
   they win over every file and remove PATH from ``uncertain``.
 
-Events dated before ``start`` are applied when the model is built; events after ``end`` are
-an error.
+Events dated before ``start`` are applied when the model is built. An event a file dates after
+the horizon is an error; a child that sets an earlier ``end`` than its parents drops the
+parents' events after it (a short test run of a long scenario).
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ MAX_CHAIN = 20
 QUARTER_PATTERN = r"^\d{4}Q[1-4]$"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+EXTENDS_PATTERN = r"^[^\x00-\x1f]+$"
 
 Quarter = Annotated[str, Field(pattern=QUARTER_PATTERN, description="calendar quarter, e.g. 2021Q4")]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
@@ -182,7 +184,7 @@ class RelaxControlEvent(_Event):
     """Existing rules on an item are loosened (licences granted) or lifted (licence 100%)."""
 
     action: Literal["relax_control"]
-    item: Literal[CONTROLLABLE] | Literal["all"] = "all"  # type: ignore[valid-type]
+    item: Literal[CONTROLLABLE + ("all",)] = "all"  # type: ignore[valid-type]
     target: Literal["all", "listed", "any"] = "any"
     licence_pct: Pct
     regime: Literal["us"] = "us"
@@ -302,7 +304,7 @@ EVENT_CLASSES: tuple[type[_Event], ...] = (
     TalentProgramEvent,
     SetParameterEvent,
 )
-Event = Annotated[Union[EVENT_CLASSES], Field(discriminator="action")]  # type: ignore[valid-type]
+Event = Annotated[Union[EVENT_CLASSES], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007 (a tuple of classes)
 #: Event ``action`` values, each handled by :mod:`model.events`.
 EVENT_ACTIONS: tuple[str, ...] = tuple(a for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation))
 _EVENT_CLASS_BY_ACTION = {a: cls for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation)}
@@ -370,7 +372,7 @@ class ScenarioFile(_Strict):
     question: Text
     description: Text | None = None
     sources: list[Text] = []
-    extends: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    extends: Annotated[str, Field(pattern=EXTENDS_PATTERN, max_length=500)] | None = None
     start: Quarter | None = None
     end: Quarter | None = None
     parameters: dict[str, Any] = {}
@@ -493,10 +495,9 @@ def _loc_to_path(loc: tuple, data: Any, error_type: str) -> tuple:
     """Keep the parts of a pydantic location that exist in the data (drop union-branch tags)."""
     node, out = data, []
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and not isinstance(part, bool) and 0 <= part < len(node):
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        is_index = isinstance(node, list) and type(part) is int and 0 <= part < len(node)
+        if is_key or is_index:
             out.append(part)
             node = node[part]
         elif i == len(loc) - 1 and error_type == "missing" and isinstance(node, dict):
@@ -581,6 +582,8 @@ def _pattern_text(pattern: str) -> str:
         return "a quarter written YYYYQn, e.g. 2026Q1"
     if pattern == NAME_PATTERN:
         return "a name of lower-case letters, digits and '_' that starts with a letter, e.g. tighter_us_controls"
+    if pattern == EXTENDS_PATTERN:
+        return "a scenario file name relative to this file, e.g. baseline"
     if pattern == ID_PATTERN:
         return "an id of letters, digits, '_', '.' and '-', e.g. dec24_tools"
     return f"text matching {pattern}"
@@ -828,7 +831,7 @@ def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, li
 
 
 def _problem_from_text(text: str) -> Problem:
-    m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", text, re.S)
+    m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", text, re.DOTALL)
     if m:
         return Problem(m.group(1), m.group(4), int(m.group(2)), int(m.group(3)))
     file, _, msg = text.partition(": ")
@@ -840,9 +843,12 @@ def _find_parent(ref: str, child_display: Path, child_real: Path) -> tuple[Path,
     names = [ref] if ref.endswith((".yaml", ".yml")) else [f"{ref}.yaml", f"{ref}.yml", ref]
     for name in names:
         real = child_real.parent / name
-        if real.is_file():
-            display = Path(os.path.normpath(child_display.parent / name))
-            return display, real.resolve()
+        try:
+            if real.is_file():
+                display = Path(os.path.normpath(child_display.parent / name))
+                return display, real.resolve()
+        except (OSError, ValueError):  # a name the file system cannot hold
+            return None
     return None
 
 
@@ -912,7 +918,7 @@ def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None
             here = real.parent / ref_dir
             try:
                 stems = sorted({p.stem for p in here.glob("*.yaml")} - {real.stem}) if here.is_dir() else []
-            except OSError:  # pragma: no cover - unreadable directory
+            except (OSError, ValueError):  # unreadable directory or impossible name
                 stems = []
             prefix = f"{ref_dir}/" if ref_dir else ""
             problems.append(
@@ -999,6 +1005,14 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
         scenario = Scenario.model_validate(merged)
     except ValidationError as exc:  # pragma: no cover - every part was validated above
         raise ScenarioError([f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]) from None
+    # A child that ends the horizon earlier than its parents simply does not reach the
+    # parents' later events; only events a file dates after its own horizon are an error.
+    top_doc = chain[-1][1]
+    if chain[-1][0].end is not None:
+        last = quarter_ordinal(scenario.end)
+        kept = [e for e in scenario.events if quarter_ordinal(e.at) <= last or origin[id(e)][0] is top_doc]
+        if len(kept) != len(scenario.events):
+            scenario = scenario.model_copy(update={"events": kept})
     problems = _check_resolved(scenario, chain, origin)
     if problems:
         raise ScenarioError(problems)
@@ -1053,20 +1067,20 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
 
 
 __all__ = [
-    "Distribution",
     "ENTITIES",
     "EVENT_ACTIONS",
     "EVENT_CLASSES",
-    "Expectation",
     "FIRM_LINES",
     "INIT_ONLY_PREFIXES",
     "LINES",
     "OUTPUT_COLUMNS",
+    "TIERS",
+    "Distribution",
+    "Expectation",
     "Problem",
     "Scenario",
     "ScenarioError",
     "ScenarioFile",
-    "TIERS",
     "load_scenario",
     "parse_override",
     "suggest",

@@ -105,9 +105,13 @@ def load_yaml(path: str | Path) -> YamlDocument:
             safe, well-formed YAML document (see the module docstring).
     """
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except (OSError, ValueError) as exc:
+        raise YamlInputError([f"{path}: cannot read the file ({exc})"]) from None
+    if is_dir:
         raise YamlInputError([f"{path}: is a directory, not a scenario file (to check every scenario in it: {path}/*.yaml)"])
-    if not path.exists():
+    if not exists:
         raise YamlInputError([f"{path}: no such file"])
     try:
         with path.open("rb") as fh:

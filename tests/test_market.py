@@ -29,7 +29,7 @@ def test_demand_is_split_exactly(demand, want, open_, supply):
 
 def test_cut_off_buyer_is_served_first():
     demand = np.array([[10.0], [10.0]])
-    want = np.array([[0.0], [1.0]])  # buyer 0 wants foreign chips, buyer 1 wants domestic
+    want = np.array([[0.0], [1.0]])  # buyer 0 would buy foreign chips, buyer 1 domestic ones
     open_ = np.array([[0.0], [1.0]])  # buyer 0 is cut off from foreign supply
     res = clear(demand, want, open_, np.array([12.0]))
     assert res.domestic[0, 0] == 10.0  # the cut-off buyer gets all it needs first
@@ -41,8 +41,15 @@ def test_cut_off_buyer_is_served_first():
 def test_no_domestic_supply_leaves_blocked_demand_unmet():
     res = clear(np.array([[10.0]]), np.array([[0.2]]), np.array([[0.25]]), np.array([0.0]))
     assert res.domestic[0, 0] == 0.0
-    assert res.foreign[0, 0] == 10.0 * 0.8 * 0.25 + 10.0 * 0.2 * 0.25
-    assert res.unmet[0, 0] == 10.0 - res.foreign[0, 0]
+    assert res.foreign[0, 0] == 2.5  # all that is open abroad, including what it wanted at home
+    assert res.unmet[0, 0] == 7.5  # the blocked three quarters
+
+
+def test_inadequate_domestic_supply_cannot_replace_blocked_imports():
+    res = clear(np.array([[10.0]]), np.array([[1.0]]), np.array([[0.5]]), np.array([100.0]), adequate=np.array([[0.0]]))
+    assert res.domestic[0, 0] == 0.0
+    assert res.foreign[0, 0] == 5.0
+    assert res.unmet[0, 0] == 5.0
 
 
 def test_tier_shares_sum_to_one_and_follow_points():
