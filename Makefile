@@ -12,7 +12,7 @@ PYTHON_CANDIDATES := python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.
 FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 	  if $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then echo $$c; break; fi; done
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test venv lint bench batch clean
 
 $(STAMP): pyproject.toml
 	@base="$$($(FIND_PYTHON))"; \
@@ -27,8 +27,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job: every library scenario x $(RUN_SEEDS) seeds (common random numbers), then the
+# report. A fresh store each time, so a model change never meets an old store.
+RUN_SEEDS ?= 30
 run: $(STAMP)
-	$(VENV)/bin/decouple run scenarios/baseline.yaml --seeds $(SEEDS)
+	@out=runs/library-$$(date -u +%Y%m%dT%H%M%SZ); \
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(RUN_SEEDS) --jobs $(JOBS) --out $$out && \
+	$(VENV)/bin/decouple report $$out --baseline baseline && \
+	echo "Run store: $$out"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -36,8 +42,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Every library scenario x $(SEEDS) seeds into runs/library (resumed if interrupted; see docs/batch.md).
+batch: $(STAMP)
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --jobs $(JOBS) --out runs/library
+
 bench: $(STAMP)
-	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_model.py --write
+	$(PY) benchmarks/bench_batch.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
