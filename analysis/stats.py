@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from model.taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
@@ -46,24 +48,7 @@ QUANTILES: dict[str, float] = {
 #: Columns that identify one run.
 RUN_KEYS: tuple[str, ...] = ("scenario", "seed", "sample")
 
-TIERS: tuple[str, ...] = ("leading", "advanced", "mature", "memory", "compound")
-SEGMENTS: tuple[str, ...] = (
-    "eda_ip",
-    "design",
-    "litho_equipment",
-    "other_equipment",
-    "materials",
-    "packaging",
-)
-COUNTRIES: tuple[str, ...] = (
-    "united_states",
-    "netherlands",
-    "japan",
-    "south_korea",
-    "taiwan",
-    "eu",
-)
-ALLIES: tuple[str, ...] = ("netherlands", "japan", "south_korea", "taiwan", "eu")
+SEGMENTS = UPSTREAM
 
 #: Derived column: total revenue foreign firms earn from China (sum over home countries).
 FOREIGN_REVENUE_TOTAL = "foreign_revenue_from_china_usd_bn_total"

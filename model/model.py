@@ -227,7 +227,6 @@ class DecouplingModel(mesa.Model):
         by_line = self._capacity_by_line(live)
         listed_by_line = self._capacity_by_line(live & f.listed[:n])
         self.line_supply = by_line.sum(axis=1)
-        foundry = live & (line == FOUNDRY)
         supply_k = np.array([*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]])
         listed_k = np.array([*listed_by_line[FOUNDRY], listed_by_line[MEMORY].sum(), listed_by_line[COMPOUND].sum()])
         listed_cap_share = np.divide(listed_k, supply_k, out=np.zeros_like(supply_k), where=supply_k > 0)
@@ -303,14 +302,12 @@ class DecouplingModel(mesa.Model):
                 lost_us += wanted_foreign * self.foreign_share[item][us] * blk[us]
 
         # Upstream purchases (segments): EDA/IP, materials, packaging, design.
-        located_total = dom_k.sum() + located_k.sum()
         upstream = {}
         # Industry-wide supply-security concern, half-weighted for upstream purchases.
         mean_security = 0.5 * float(np.average([b.security for b in buyers], weights=[b.demand_share for b in buyers]))
         design_rows = live & (line == FIRM_LINE_INDEX["design"])
         design_cap = cap[design_rows].sum()
         listed_design_share = _share(cap[design_rows & f.listed[:n]].sum(), design_cap)
-        design_gen = float(np.average(f.gen[:n][design_rows], weights=cap[design_rows].sum(axis=1))) if design_cap > 0 else -3.0
         # Upstream demand by tier: EDA at the node designed for, materials at the node made,
         # packaging a few generations behind the chip (it is less node-bound).
         located_by_tier = dom_k + located_k
@@ -393,8 +390,8 @@ class DecouplingModel(mesa.Model):
         foreign_by_origin += tools["foreign_by_origin"]
         for item in ("litho_equipment", "other_equipment"):
             item_revenue[item] += tools["foreign_by_origin_item"][item]
-        for (item, origin), group in self.foreign_groups.items():
-            group.china_revenue_usd_bn = float(item_revenue[item][ORIGINS.index(origin)])
+        for (item, origin), firm_group in self.foreign_groups.items():
+            firm_group.china_revenue_usd_bn = float(item_revenue[item][ORIGINS.index(origin)])
         # Foreign fabs in China buy foreign tools too; count them in the equipment market.
         located_growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** 0.25 - 1
         tool_open = np.array([float(((1 - self.regime.blocked("other_equipment", False, g, self.quarter, self.compliance, self.us_technology, for_expansion=True)[0]) * self.foreign_share["other_equipment"]).sum()) for g in ref_gen])

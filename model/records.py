@@ -10,37 +10,10 @@ import numpy as np
 
 from .calendar import ordinal_to_label
 from .regimes import ORIGINS
-from .taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM, gen_to_node_nm
+from .taxonomy import ALLIES, COUNTRIES, OUTPUT_COLUMNS, TIERS, UPSTREAM, gen_to_node_nm
 
-SEGMENT_COLUMNS = tuple(f"self_sufficiency_segment_{s}_pct" for s in UPSTREAM)
 TIER_COLUMNS = tuple(f"self_sufficiency_tier_{t}_pct" for t in TIERS)
 
-#: Numeric output columns in contract order (identifiers come first, added by the runner).
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "self_sufficiency_pct",
-    "self_sufficiency_china_hq_pct",
-    *TIER_COLUMNS,
-    *SEGMENT_COLUMNS,
-    "goal_gap_pp",
-    "china_best_node_nm",
-    "frontier_node_nm",
-    "node_gap_generations",
-    "domestic_equipment_share_pct",
-    "china_demand_usd_bn",
-    "unmet_demand_usd_bn",
-    *(f"foreign_revenue_from_china_usd_bn_{c}" for c in COUNTRIES),
-    *(f"ally_alignment_{a}" for a in ALLIES),
-    *(f"ally_defected_{a}" for a in ALLIES),
-    "state_funding_usd_bn",
-    "state_funding_wasted_usd_bn",
-    "private_investment_usd_bn",
-    "firms_active",
-    "firms_entered",
-    "firms_failed",
-    "flagship_domestic_share_pct",
-    "flagship_foreign_sales_index",
-    "talent_shortfall_pct",
-)
 INTEGER_COLUMNS = frozenset({"firms_active", "firms_entered", "firms_failed", *(f"ally_defected_{a}" for a in ALLIES)})
 
 

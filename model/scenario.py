@@ -52,7 +52,7 @@ from pydantic.fields import FieldInfo
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
 from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
-from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, TIERS, UPSTREAM
+from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, OUTPUT_COLUMNS, TIERS, UPSTREAM
 
 #: Named entities an event may list or delist: champion firms and buyers.
 ENTITIES: tuple[str, ...] = (
@@ -76,35 +76,6 @@ ENTITIES: tuple[str, ...] = (
 )
 #: Product lines of Chinese firms that events may target (funding, swarm listings).
 FIRM_LINES: tuple[str, ...] = ("foundry", "memory", "compound") + UPSTREAM
-
-#: Output columns an ``expects`` entry may name (docs/outputs.md). Built here from the
-#: taxonomy rather than imported from :mod:`model.records`, which pulls in Mesa and would
-#: slow ``decouple validate``; a test checks the two lists agree.
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "self_sufficiency_pct",
-    "self_sufficiency_china_hq_pct",
-    *(f"self_sufficiency_tier_{t}_pct" for t in TIERS),
-    *(f"self_sufficiency_segment_{s}_pct" for s in UPSTREAM),
-    "goal_gap_pp",
-    "china_best_node_nm",
-    "frontier_node_nm",
-    "node_gap_generations",
-    "domestic_equipment_share_pct",
-    "china_demand_usd_bn",
-    "unmet_demand_usd_bn",
-    *(f"foreign_revenue_from_china_usd_bn_{c}" for c in COUNTRIES),
-    *(f"ally_alignment_{a}" for a in ALLIES),
-    *(f"ally_defected_{a}" for a in ALLIES),
-    "state_funding_usd_bn",
-    "state_funding_wasted_usd_bn",
-    "private_investment_usd_bn",
-    "firms_active",
-    "firms_entered",
-    "firms_failed",
-    "flagship_domestic_share_pct",
-    "flagship_foreign_sales_index",
-    "talent_shortfall_pct",
-)
 
 #: Seed figures that ``sources`` may cite (shared/seed-figures.md).
 SEED_FIGURES: tuple[str, ...] = tuple(f"F{i:02d}" for i in range(1, 33))
