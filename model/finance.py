@@ -150,8 +150,9 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     honest = alive & ~fraud
     line = f.line[:n]
     margin = p["firm_finance.operating_margin_pct"] / 100.0
-    fab = honest & np.isin(line, FAB_LINES)
-    margin_vec = np.where(np.isin(line, FAB_LINES), margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
+    fab_line = np.isin(line, FAB_LINES)
+    fab = honest & fab_line
+    margin_vec = np.where(fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
     cap_total = f.cap[:n].sum(axis=1)
     overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"])
     revenue = f.revenue_usd_bn[:n]

@@ -488,16 +488,14 @@ class DecouplingModel(mesa.Model):
         gap = np.maximum(0.0, need_gen_k - best)
         want = logistic(p["sourcing.domestic_bias"][seg] - p["technology.ramp_quality_gap_cost"] * gap + self.china.procurement_preference + security)
         adequate = (best + 1.0 >= need_gen_k).astype(float)
-        open_k = np.ones(len(TIERS))
-        open_o = np.zeros((len(TIERS), len(ORIGINS)))
-        for k, g in enumerate(need_gen_k):
-            blk = np.zeros(len(ORIGINS))
-            if controllable:
-                blk0 = self.regime.blocked(seg, False, g, self.quarter, self.compliance, self.us_technology)[0]
-                blk1 = self.regime.blocked(seg, True, g, self.quarter, self.compliance, self.us_technology)[0]
-                blk = (1 - listed_share) * blk0 + listed_share * blk1
-            open_o[k] = (1.0 - blk) * self.foreign_share[seg]
-            open_k[k] = open_o[k].sum()
+        if controllable:
+            blk0 = self.regime.blocked(seg, False, need_gen_k, self.quarter, self.compliance, self.us_technology)
+            blk1 = self.regime.blocked(seg, True, need_gen_k, self.quarter, self.compliance, self.us_technology)
+            blk = (1 - listed_share) * blk0 + listed_share * blk1
+        else:
+            blk = np.zeros((len(TIERS), len(ORIGINS)))
+        open_o = (1.0 - blk) * self.foreign_share[seg][None, :]
+        open_k = open_o.sum(axis=1)
         # Tiers are the rows of a single-column market: one domestic pool serves them all.
         res = clear(demand_k[:, None], want[:, None], open_k[:, None], np.array([self.line_supply[li]]), adequate[:, None])
         foreign_k = res.foreign[:, 0]
