@@ -7,6 +7,7 @@ Writes ``trajectories.parquet`` (one row per seed x quarter), ``manifest.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -65,6 +66,7 @@ def write_run(out: Path, scenario: Scenario, source_file: str, df, seeds: int, r
         "scenarios": {
             scenario.name: {
                 "file": source_file,
+                "file_sha256": hashlib.sha256(Path(source_file).read_bytes()).hexdigest(),
                 "hash": scenario.hash,
                 "resolved_file": str(resolved_file.relative_to(out)),
                 "resolved": scenario.to_dict(),

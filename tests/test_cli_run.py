@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -37,6 +38,7 @@ def test_run_writes_trajectories_manifest_and_summary(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["scenarios"]["short"]
     assert len(entry["hash"]) == 64
+    assert entry["file_sha256"] == hashlib.sha256(_short_scenario(tmp_path).read_bytes()).hexdigest()
     assert entry["resolved"]["parameters"] == {"china.procurement_preference": 0.7}
     assert manifest["parameters"]["short"]["china.procurement_preference"] == 0.7
     assert manifest["seeds"] == 2 and manifest["packages"]["mesa"].startswith("3.5")
