@@ -8,7 +8,10 @@ ahead of it (stockpiles) soften it for fabs' expansion during ``controls.stockpi
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import parameters as params_mod
+from .firms import FIRM_LINE_INDEX
 from .regimes import threshold_to_gen
 
 
@@ -53,22 +56,21 @@ def _entities(model, name: str):
 def _list(model, ev) -> None:
     flag = ev.action == "list_entity"
     if ev.entity == "swarm":
-        from .firms import FIRM_LINE_INDEX
-
         f = model.firms
         n = f.n
         rows = f.alive[:n] & ~f.champion[:n]
         if ev.lines:
-            import numpy as np
-
             rows &= np.isin(f.line[:n], [FIRM_LINE_INDEX[x] for x in ev.lines])
         draw = model.rng.random(n) < ev.share_pct / 100.0
         f.listed[:n] = (f.listed[:n] & ~(rows & draw)) | (rows & draw & flag)
         return
     agents = _entities(model, ev.entity)
     if not agents:
-        # A champion that has not entered yet is listed when it enters.
-        model._pending_listings = getattr(model, "_pending_listings", set()) | {ev.entity}
+        # A champion that has not entered yet is listed when it enters (or delisted).
+        if flag:
+            model.pending_listings.add(ev.entity)
+        else:
+            model.pending_listings.discard(ev.entity)
         return
     for a in agents:
         a.entity_listed = flag

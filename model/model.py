@@ -122,6 +122,8 @@ class DecouplingModel(mesa.Model):
         # Chinese firms: champions now or when they enter, then the swarm.
         self.firms = FirmPopulation(4096)
         self.champions: dict[str, Firm] = {}
+        #: Champions listed by an event before they entered; listed on entry.
+        self.pending_listings: set[str] = set()
         self._pending_champions = []
         for name, spec in group(p, "china_firms.champions").items():
             if quarter_ordinal(spec["enters"]) <= self.start_q:
@@ -156,7 +158,7 @@ class DecouplingModel(mesa.Model):
             FIRM_LINE_INDEX[spec["line"]], spec["capacity"], spec["gen"], spec["backing"], self.quarter, champion=True
         )[0]
         self.champions[name] = Firm(self, row, name=name)
-        if name in getattr(self, "_pending_listings", ()):
+        if name in self.pending_listings:
             self.champions[name].entity_listed = True
 
     def _fill_missing_line_best(self) -> None:

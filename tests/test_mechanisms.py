@@ -92,3 +92,14 @@ def test_same_seed_same_trajectory_and_different_seeds_differ(baseline):
         np.testing.assert_array_equal(a[column], b[column])
     assert not np.array_equal(a["self_sufficiency_pct"], c["self_sufficiency_pct"])
     assert not np.array_equal(a["firms_active"], c["firms_active"])
+
+
+def test_champion_listed_before_it_enters_is_listed_on_entry(baseline):
+    events = [e for e in baseline.events if e.at <= "2017Q4"]
+    events.append(ListEntityEvent(at="2015Q1", action="list_entity", entity="memory_nand"))
+    scenario = baseline.model_copy(update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at)), "end": "2017Q4"})
+    model = DecouplingModel(scenario, rng=replicate_seed(7, 0))
+    model.run_for(12)  # to 2016Q4; the NAND champion enters in 2016Q3
+    assert "memory_nand" in model.champions
+    assert model.champions["memory_nand"].entity_listed
+    assert not model.champions["memory_dram"].entity_listed
