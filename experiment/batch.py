@@ -427,16 +427,6 @@ class SampleDesign:
         }
 
 
-def _default_value(path: str) -> Any:
-    from model import parameters as params_mod
-
-    values = params_mod.resolve()
-    if path in values:
-        return values[path]
-    parent, _, key = path.rpartition(".")
-    return values[parent][key]
-
-
 def design_samples(
     scenarios, method: str, n: int, seed: int | None, fixed: Iterable[str] = ()
 ) -> SampleDesign:
@@ -481,12 +471,12 @@ def design_samples(
             problems.append(
                 f"uncertain parameter '{path}' (scenario '{declared_by[path]}') is not a known parameter (see `decouple params`)"
             )
-        elif isinstance(_default_value(path), bool) or not isinstance(
-            _default_value(path), (int, float)
+        elif isinstance(params_mod.default_value(path), bool) or not isinstance(
+            params_mod.default_value(path), (int, float)
         ):
             problems.append(
                 f"uncertain parameter '{path}' (scenario '{declared_by[path]}') has a non-numeric default "
-                f"({_default_value(path)!r}); only numbers can be sampled"
+                f"({params_mod.default_value(path)!r}); only numbers can be sampled"
             )
     if problems:
         raise BatchError(problems)
@@ -514,7 +504,7 @@ def design_samples(
     columns = {}
     for j, path in enumerate(paths):
         vals = _ppf(union[path], points[:, j])
-        if isinstance(_default_value(path), int):
+        if isinstance(params_mod.default_value(path), int):
             columns[path] = [round(float(v)) for v in vals]
         else:
             columns[path] = [float(v) for v in vals]

@@ -130,6 +130,21 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return values
 
 
+def default_value(path: str) -> Any:
+    """Default value at ``path``: a parameter, or a key inside a mapping-valued parameter.
+
+    Raises:
+        KeyError: if ``path`` is neither (check with :func:`known_path` first).
+    """
+    table = _defaults()
+    if path in table:
+        return copy.deepcopy(table[path].value)
+    parent, _, key = path.rpartition(".")
+    if parent in table and isinstance(table[parent].value, dict):
+        return copy.deepcopy(table[parent].value[key])
+    raise KeyError(path)
+
+
 def known_path(path: str) -> bool:
     """True if ``path`` names a parameter or a key inside a mapping-valued parameter."""
     table = _defaults()

@@ -699,7 +699,7 @@ def _check_parameter(path: str, value: Any) -> str | None:
             example = next(p for p in params_mod.defaults() if p.startswith(path + "."))
         return f"'{path}' is a group of parameters, not one; write one dotted path per parameter, e.g. {example}"
     if params_mod.known_path(path):
-        default = _numeric_default(path)
+        default = params_mod.default_value(path)
         if not params_mod._same_shape(default, value):
             hint = ""
             if isinstance(value, str) and isinstance(default, (bool, int, float)) and _reads_as_value(value):
@@ -710,14 +710,6 @@ def _check_parameter(path: str, value: Any) -> str | None:
     except params_mod.ParameterError as exc:
         return str(exc)
     return None
-
-
-def _numeric_default(path: str) -> Any:
-    values = params_mod.resolve()
-    if path in values:
-        return values[path]
-    parent, _, key = path.rpartition(".")
-    return values[parent][key]
 
 
 def _check_sources(texts: list[tuple[tuple, str]], doc: YamlDocument) -> list[Problem]:
@@ -752,7 +744,7 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
         elif not params_mod.known_path(path):
             problems.append(Problem.at(doc, ("uncertain", path), f"unknown parameter '{path}'{suggest(path, params_mod.defaults())}"))
         else:
-            default = _numeric_default(path)
+            default = params_mod.default_value(path)
             if isinstance(default, bool) or not isinstance(default, (int, float)):
                 problems.append(
                     Problem.at(doc, ("uncertain", path), f"only numeric parameters can be sampled; '{path}' is {_show(default)}")

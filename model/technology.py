@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .firms import COMPOUND, FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY
-from .regimes import ITEM_INDEX, ORIGINS
+from .firms import COMPOUND, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY
+from .regimes import ITEM_INDEX
 from .taxonomy import node_nm_to_gen
 
-#: Upstream items a fab needs to move to a new node, and the firm line that makes them in China.
-NODE_INPUTS: tuple[tuple[str, int], ...] = (
-    ("litho_equipment", FIRM_LINE_INDEX["litho_equipment"]),
-    ("other_equipment", FIRM_LINE_INDEX["other_equipment"]),
-    ("eda_ip", FIRM_LINE_INDEX["eda_ip"]),
-)
+#: Upstream items a fab needs to move to a new node.
+NODE_INPUTS: tuple[str, ...] = ("litho_equipment", "other_equipment", "eda_ip")
 
 
 def frontier_gen(p: dict, year: float) -> float:
@@ -107,7 +103,7 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
             continue
         cap_gen = np.inf
         stretch = p["technology.installed_tool_stretch_generations"]
-        for item, _line in NODE_INPUTS:
+        for item in NODE_INPUTS:
             foreign = foreign_access_gen(model, item, listed) + stretch
             cap_gen = min(cap_gen, max(foreign, domestic[item]))
         ceiling[rows] = np.minimum(ceiling[rows], cap_gen)
@@ -140,10 +136,4 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
 
 
-def fab_lines_mask(firms) -> np.ndarray:
-    """True for live firms that run fabs (foundry, memory, compound)."""
-    n = firms.n
-    return firms.alive[:n] & np.isin(firms.line[:n], FAB_LINES)
-
-
-__all__ = ["frontier_gen", "line_frontiers", "learn", "node_ceilings", "line_best_gen", "ORIGINS"]
+__all__ = ["frontier_gen", "learn", "line_best_gen", "line_frontiers", "node_ceilings"]

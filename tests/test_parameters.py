@@ -73,3 +73,10 @@ def test_params_table_lists_every_parameter(capsys):
     for path in P.defaults():
         assert path in out
     assert "source: F30" in out
+
+
+def test_default_value_reads_parameters_and_mapping_keys():
+    assert P.default_value("demand.world_market_usd_bn_2022") == 600
+    assert P.default_value("allies.initial_alignment.japan") == 0.4
+    with pytest.raises(KeyError):
+        P.default_value("allies.initial_alignment.narnia")
