@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .calendar import quarter_ordinal
-from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, vintage_column
+from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, in_lines, vintage_column
 from .market import clear, logistic
 
 
@@ -60,8 +60,8 @@ def distribute_state_money(model, total: float, targeted: list[tuple[float, list
     rd = money * p["firm_finance.state_rd_share_pct"] / 100.0
     for amount, lines in targeted:
         idx = [FIRM_LINE_INDEX[name] for name in lines]
-        in_lines = np.isin(f.line[:n], idx)
-        part = allocate(amount, backing * in_lines * np.where(champ, 10.0, 1.0))
+        in_lines_mask = in_lines(f.line[:n], idx)
+        part = allocate(amount, backing * in_lines_mask * np.where(champ, 10.0, 1.0))
         money += part
         rd += part * p["china.targeted_rd_share_pct"] / 100.0
     return money, rd
@@ -150,7 +150,7 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     honest = alive & ~fraud
     line = f.line[:n]
     margin = p["firm_finance.operating_margin_pct"] / 100.0
-    fab_line = np.isin(line, FAB_LINES)
+    fab_line = in_lines(line, FAB_LINES)
     fab = honest & fab_line
     margin_vec = np.where(fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
     cap_total = f.cap[:n].sum(axis=1)

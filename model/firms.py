@@ -116,6 +116,13 @@ class FirmPopulation:
         return mapping
 
 
+def in_lines(line: np.ndarray, lines) -> np.ndarray:
+    """Mask of rows whose line index is one of ``lines`` (a lookup; ``np.isin`` sorts)."""
+    lookup = np.zeros(len(FIRM_LINES), dtype=bool)
+    lookup[list(lines)] = True
+    return lookup[line]
+
+
 def vintage_column(gen: np.ndarray) -> np.ndarray:
     """Capacity column a foundry builds into at node generation ``gen``."""
     gen = np.asarray(gen, dtype=float)

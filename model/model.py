@@ -83,6 +83,7 @@ class DecouplingModel(mesa.Model):
             self.foreign_share[item] = vec / vec.sum()
         tech = p["foreign.us_technology_pct"]
         self.us_technology = np.array([float(tech.get(o, 0.0)) / 100.0 for o in ORIGINS])
+        self.us_technology.flags.writeable = False  # replaced, never edited: see regimes._array_key
         self.fabs_in_china = np.zeros((len(ORIGINS), len(TIERS)))
         for country, by_tier in group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014").items():
             for tier, value in by_tier.items():
@@ -524,6 +525,7 @@ class DecouplingModel(mesa.Model):
         keep = np.ones(len(ORIGINS))
         keep[[i for i, o in enumerate(ORIGINS) if o != "united_states"]] = 1.0 - rate
         self.us_technology = self.us_technology * keep
+        self.us_technology.flags.writeable = False
 
     @property
     def china_best_node_nm(self) -> float:

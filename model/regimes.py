@@ -113,17 +113,30 @@ class ExportControlRegime(mesa.Agent):
             Array (n, origins) of blocked shares in [0, 1].
         """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
-        # Rules, compliance and reach are fixed within a quarter; many callers ask the same.
-        key = (item, listed, quarter, for_expansion, g.tobytes(), compliance.tobytes(), us_technology.tobytes(), self.state.reach, len(self.state.rules), self._version)
+        thresholds, table = self._open_table(item, listed, quarter, compliance, us_technology, for_expansion)
+        # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
+        # threshold is at or below ``g``, so its row of the table is found by bisection.
+        return 1.0 - table[np.searchsorted(thresholds, g, side="right")]
+
+    def _open_table(self, item, listed, quarter, compliance, us_technology, for_expansion):
+        """Sorted rule thresholds and, per interval between them, each origin's open share.
+
+        Row 0 is below every threshold (nothing covered, all open); row ``j`` applies the
+        rules with thresholds at or below ``thresholds[j - 1]``, multiplied in rule order
+        (so results do not depend on how many generations a caller asks about at once).
+        Rules, compliance and reach are fixed within a quarter and dozens of calls ask the
+        same question, so tables are cached until any of them changes.
+        """
+        key = (item, listed, quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
         cached = self._cache.get(key)
         if cached is not None:
-            return cached
-        if len(self._cache) > 4096:
+            return cached[0], cached[1]
+        if len(self._cache) > 512:
             self._cache.clear()
         leakage = self.model.p["controls.leakage_pct"] / 100.0
         stockpile_q = self.model.p["controls.stockpile_quarters"]
-        open_share = np.ones((g.size, len(ORIGINS)))
         idx = ITEM_INDEX[item]
+        binding = []
         for r in self.state.rules:
             if r.item != idx or r.effective_q > quarter:
                 continue
@@ -141,12 +154,15 @@ class ExportControlRegime(mesa.Agent):
             block = strength * (comp + (1.0 - comp) * fdp)
             if r.target == "all":
                 block = block * (1.0 - leakage)
-            covered = (g >= r.threshold_gen)[:, None]
-            open_share *= np.where(covered, 1.0 - block[None, :], 1.0)
-        result = 1.0 - open_share
-        result.flags.writeable = False
-        self._cache[key] = result
-        return result
+            binding.append((r.threshold_gen, 1.0 - block))
+        thresholds = np.array(sorted({t for t, _ in binding}), dtype=float)
+        table = np.ones((thresholds.size + 1, len(ORIGINS)))
+        for threshold, open_factor in binding:
+            table[1:][thresholds >= threshold] *= open_factor
+        table.flags.writeable = False
+        # The arrays are kept with the table so that an id in the key is never reused.
+        self._cache[key] = (thresholds, table, compliance, us_technology)
+        return thresholds, table
 
     def binding_thresholds(self, item: str, quarter: int, target: str = "all") -> list[float]:
         """Thresholds (node generations) of binding rules on ``item`` for ``target``."""
@@ -164,9 +180,21 @@ def threshold_to_gen(threshold_nm: float | None) -> float:
 
 
 def compliance_vector(alignment: dict[str, float]) -> np.ndarray:
-    """Per-origin compliance: US 1, allies their alignment, ``other`` 0."""
+    """Per-origin compliance: US 1, allies their alignment, ``other`` 0 (a read-only array)."""
     out = np.zeros(len(ORIGINS))
     out[ORIGINS.index("united_states")] = 1.0
     for ally in ALLIES:
         out[ORIGINS.index(ally)] = alignment[ally]
+    out.flags.writeable = False
     return out
+
+
+def _array_key(a: np.ndarray):
+    """Cache key of a per-origin array: its identity when it cannot change, else its bytes.
+
+    The model passes read-only arrays that it replaces rather than edits, so identity is
+    enough and costs nothing; a writeable array (as tests pass) is keyed by its contents.
+    """
+    if not a.flags.writeable and a.base is None:
+        return id(a)
+    return a.tobytes()

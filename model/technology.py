@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .firms import COMPOUND, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY
+from .firms import COMPOUND, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY, in_lines
 from .regimes import ITEM_INDEX
 from .taxonomy import node_nm_to_gen
 
@@ -89,7 +89,7 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
     n = f.n
     frontiers = line_frontiers(p, model.year_float)
     ceiling = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
-    fab = np.isin(f.line[:n], (FOUNDRY, MEMORY))
+    fab = in_lines(f.line[:n], (FOUNDRY, MEMORY))
     if not fab.any():
         return ceiling
     domestic = {
