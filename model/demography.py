@@ -56,8 +56,8 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     # Plain construction rather than Firm.create_agents: the AgentSet that create_agents
     # returns (unused here) and its per-agent keyword dicts cost ~3 µs per agent, about
     # a tenth of a run with ~17,000 entrants (docs/performance.md).
-    for row in rows.tolist():
-        Firm(model, row)
+    for firm_id in model.firms.ids[rows].tolist():
+        Firm(model, firm_id)
     return size
 
 
@@ -87,6 +87,6 @@ def fail(model) -> tuple[int, float]:
         return 0, 0.0
     # Money already counted as wasted when paid to frauds is not counted again.
     wasted = float(f.state_funds_usd_bn[dying][~f.fraud[dying]].sum())
-    for row in dying.tolist():
-        model.firm_agents[row].fail()
+    for firm_id in f.ids[dying].tolist():
+        model.firm_agents[firm_id].fail()
     return int(dying.size), wasted

@@ -153,7 +153,7 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     fab_line = in_lines(line, FAB_LINES)
     fab = honest & fab_line
     margin_vec = np.where(fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
-    cap_total = f.cap[:n].sum(axis=1)
+    cap_total = f.total_capacity()
     overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"])
     revenue = f.revenue_usd_bn[:n]
     f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + state_rd, 0.0)

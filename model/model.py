@@ -158,7 +158,7 @@ class DecouplingModel(mesa.Model):
         row = self.firms.add(
             FIRM_LINE_INDEX[spec["line"]], spec["capacity"], spec["gen"], spec["backing"], self.quarter, champion=True
         )[0]
-        self.champions[name] = Firm(self, row, name=name)
+        self.champions[name] = Firm(self, int(self.firms.ids[row]), name=name)
         if name in self.pending_listings:
             self.champions[name].entity_listed = True
 
@@ -170,7 +170,7 @@ class DecouplingModel(mesa.Model):
     def _china_best_gen(self) -> float:
         f = self.firms
         n = f.n
-        m = f.alive[:n] & (f.line[:n] == FOUNDRY) & (f.cap[:n].sum(axis=1) > 0) & ~f.fraud[:n]
+        m = f.alive[:n] & (f.line[:n] == FOUNDRY) & (f.total_capacity() > 0) & ~f.fraud[:n]
         return float(f.gen[:n][m].max()) if m.any() else -5.0
 
     # -- used by events and governments ---------------------------------------------------
@@ -436,7 +436,7 @@ class DecouplingModel(mesa.Model):
 
         # Entry and failure.
         failed, wasted_fail = demography.fail(self)
-        self._compact_firms()
+        self.firms.compact()
         entered = demography.enter(self, state_total + private_total)
 
         self.recorder.record(
@@ -459,17 +459,6 @@ class DecouplingModel(mesa.Model):
         )
 
     # -- helpers ----------------------------------------------------------------------------
-    def _compact_firms(self) -> None:
-        """Compact the firm arrays and re-point every Firm agent at its new row."""
-        mapping = self.firms.compact()
-        if mapping is None:
-            return
-        agents = list(self.firm_agents.values())
-        self.firm_agents = {}
-        for agent in agents:
-            agent.row = int(mapping[agent.row])
-            self.firm_agents[agent.row] = agent
-
     def _capacity_by_line(self, mask: np.ndarray) -> np.ndarray:
         """(lines, vintages) capacity of the firms in ``mask``."""
         f = self.firms

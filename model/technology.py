@@ -65,21 +65,23 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
 
 
 def line_best_gen(firms, n_lines: int = len(FIRM_LINES), min_share: float = 0.05) -> np.ndarray:
-    """Best generation per line among live, honest firms holding >= ``min_share`` of its capacity."""
+    """Best generation per line among live, honest firms holding >= ``min_share`` of its capacity.
+
+    A firm also counts when it is its line's largest, or a champion. Lines without such a
+    firm get -10 (the model fills them in from the frontier).
+    """
     n = firms.n
-    alive = firms.alive[:n] & ~firms.fraud[:n]
-    line = firms.line[:n]
-    cap = firms.cap[:n].sum(axis=1)
-    gen = firms.gen[:n]
-    out = np.full(n_lines, -10.0)
-    for k in range(n_lines):
-        m = alive & (line == k)
-        if not m.any():
-            continue
-        c = cap[m]
-        big = (c >= min(min_share * c.sum(), c.max())) | firms.champion[:n][m]
-        out[k] = gen[m][big].max()
-    return out
+    ok = firms.alive[:n] & ~firms.fraud[:n]
+    line = firms.line[:n][ok].astype(np.intp)
+    cap = firms.total_capacity()[ok]
+    gen = firms.gen[:n][ok]
+    line_cap = np.bincount(line, weights=cap, minlength=n_lines)
+    line_max = np.full(n_lines, -np.inf)
+    np.maximum.at(line_max, line, cap)
+    big = (cap >= np.minimum(min_share * line_cap, line_max)[line]) | firms.champion[:n][ok]
+    out = np.full(n_lines, -np.inf)
+    np.maximum.at(out, line[big], gen[big])
+    return np.where(np.isfinite(out), out, -10.0)
 
 
 def node_ceilings(model, best: np.ndarray) -> np.ndarray:
