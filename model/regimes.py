@@ -67,6 +67,8 @@ class ExportControlRegime(mesa.Agent):
         self.state = RegimeState()
         self._cache: dict = {}
         self._version = 0
+        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays_stamp: tuple[int, int] | None = None
         self.last_tightened_q = -10**6
 
     # -- changes ----------------------------------------------------------------------
@@ -113,56 +115,87 @@ class ExportControlRegime(mesa.Agent):
             Array (n, origins) of blocked shares in [0, 1].
         """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
-        thresholds, table = self._open_table(item, listed, quarter, compliance, us_technology, for_expansion)
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
         # threshold is at or below ``g``, so its row of the table is found by bisection.
+        table = tables[2 * ITEM_INDEX[item] + int(bool(listed))]
         return 1.0 - table[np.searchsorted(thresholds, g, side="right")]
 
-    def _open_table(self, item, listed, quarter, compliance, us_technology, for_expansion):
-        """Sorted rule thresholds and, per interval between them, each origin's open share.
+    def _open_tables(self, quarter, compliance, us_technology, for_expansion):
+        """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.
 
-        Row 0 is below every threshold (nothing covered, all open); row ``j`` applies the
-        rules with thresholds at or below ``thresholds[j - 1]``, multiplied in rule order
-        (so results do not depend on how many generations a caller asks about at once).
-        Rules, compliance and reach are fixed within a quarter and dozens of calls ask the
-        same question, so tables are cached until any of them changes.
+        Returns ``(thresholds, tables)``: ``tables[2 * item + listed]`` has one row per
+        interval between the thresholds of all binding rules; row 0 is below every threshold
+        (all open) and row ``j`` applies the rules on that item (and, for an unlisted buyer,
+        only country-wide ones) with thresholds at or below ``thresholds[j - 1]``, multiplied
+        in rule order, so a result does not depend on how many generations a caller asks
+        about at once. Rules, compliance and reach are fixed within a quarter and dozens of
+        calls ask about them, so the tables are built once and cached until any changes.
         """
-        key = (item, listed, quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
+        key = (quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
         cached = self._cache.get(key)
         if cached is not None:
             return cached[0], cached[1]
-        if len(self._cache) > 512:
+        if len(self._cache) > 256:
             self._cache.clear()
+        rules = self._rule_arrays()
+        open_factor, binds = self._open_factors(rules, quarter, compliance, us_technology, for_expansion)
+        rule_thresholds = rules["threshold_gen"]
+        thresholds = np.unique(rule_thresholds[binds])
+        n_items = len(ITEM_INDEX)
+        # use[c, r]: rule r applies to combination c = (item, listed).
+        use = np.zeros((2 * n_items, rule_thresholds.size), dtype=bool)
+        use[0::2] = binds & rules["target_all"] & (rules["item"][None, :] == np.arange(n_items)[:, None])
+        use[1::2] = binds & (rules["item"][None, :] == np.arange(n_items)[:, None])
+        covered = use[:, None, :] & (rule_thresholds[None, None, :] <= thresholds[None, :, None])
+        tables = np.ones((2 * n_items, thresholds.size + 1, len(ORIGINS)))
+        if thresholds.size:
+            tables[:, 1:] = np.where(covered[..., None], open_factor[None, None, :, :], 1.0).prod(axis=2)
+        tables.flags.writeable = False
+        # The arrays are kept with the tables so that an id in the key is never reused.
+        self._cache[key] = (thresholds, tables, compliance, us_technology)
+        return thresholds, tables
+
+    def _open_factors(self, rules, quarter, compliance, us_technology, for_expansion):
+        """(rules, origins) share each rule leaves open this quarter, and whether it binds."""
+        key = ("factors", quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached[0], cached[1]
         leakage = self.model.p["controls.leakage_pct"] / 100.0
         stockpile_q = self.model.p["controls.stockpile_quarters"]
-        idx = ITEM_INDEX[item]
-        binding = []
-        for r in self.state.rules:
-            if r.item != idx or r.effective_q > quarter:
-                continue
-            if r.target == "listed" and not listed:
-                continue
-            strength = r.coverage * (1.0 - r.licence)
-            if for_expansion and stockpile_q > 0:
-                strength *= min(1.0, (quarter - r.effective_q) / stockpile_q)
-            if strength <= 0:
-                continue
-            comp = compliance.copy()
-            for c in r.enforced_by:
-                comp[ORIGINS.index(c)] = 1.0
-            fdp = self.state.reach * us_technology if r.foreign_direct_product else 0.0
-            block = strength * (comp + (1.0 - comp) * fdp)
-            if r.target == "all":
-                block = block * (1.0 - leakage)
-            binding.append((r.threshold_gen, 1.0 - block))
-        thresholds = np.array(sorted({t for t, _ in binding}), dtype=float)
-        table = np.ones((thresholds.size + 1, len(ORIGINS)))
-        for threshold, open_factor in binding:
-            table[1:][thresholds >= threshold] *= open_factor
-        table.flags.writeable = False
-        # The arrays are kept with the table so that an id in the key is never reused.
-        self._cache[key] = (thresholds, table, compliance, us_technology)
-        return thresholds, table
+        strength = rules["strength"]
+        if for_expansion and stockpile_q > 0:
+            strength = strength * np.minimum(1.0, (quarter - rules["effective_q"]) / stockpile_q)
+        comp = np.where(rules["enforced"], 1.0, compliance[None, :])
+        fdp = np.where(rules["fdp"][:, None], self.state.reach * us_technology[None, :], 0.0)
+        block = strength[:, None] * (comp + (1.0 - comp) * fdp)
+        block = np.where(rules["target_all"][:, None], block * (1.0 - leakage), block)
+        binds = (rules["effective_q"] <= quarter) & (strength > 0)
+        result = (1.0 - block, binds)
+        self._cache[key] = (*result, compliance, us_technology)
+        return result
+
+    def _rule_arrays(self) -> dict[str, np.ndarray]:
+        """The rules as arrays (one entry per rule, in rule order), rebuilt when rules change."""
+        stamp = (len(self.state.rules), self._version)
+        if self._arrays_stamp != stamp:
+            rules = self.state.rules
+            enforced = np.zeros((len(rules), len(ORIGINS)), dtype=bool)
+            for k, r in enumerate(rules):
+                for c in r.enforced_by:
+                    enforced[k, ORIGINS.index(c)] = True
+            self._arrays = {
+                "item": np.array([r.item for r in rules], dtype=np.int64),
+                "target_all": np.array([r.target == "all" for r in rules], dtype=bool),
+                "threshold_gen": np.array([r.threshold_gen for r in rules], dtype=float),
+                "strength": np.array([r.coverage * (1.0 - r.licence) for r in rules], dtype=float),
+                "effective_q": np.array([r.effective_q for r in rules], dtype=np.int64),
+                "fdp": np.array([r.foreign_direct_product for r in rules], dtype=bool),
+                "enforced": enforced,
+            }
+            self._arrays_stamp = stamp
+        return self._arrays
 
     def binding_thresholds(self, item: str, quarter: int, target: str = "all") -> list[float]:
         """Thresholds (node generations) of binding rules on ``item`` for ``target``."""
