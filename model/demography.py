@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .parameters import group
-from .firms import FIRM_LINE_INDEX, FIRM_LINES, Firm
+from .firms import FIRM_LINE_INDEX, FIRM_LINES, SwarmCohort
 
 
 def swarm_lines(model, size: int) -> np.ndarray:
@@ -33,7 +33,7 @@ def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:
 
 
 def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud_p: float) -> int:
-    """Create ``size`` swarm agents (arrays and Mesa agents); returns the count created."""
+    """Add ``size`` swarm firm rows as one :class:`SwarmCohort`; returns the count added."""
     if size <= 0:
         return 0
     p = model.p
@@ -52,12 +52,11 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     fraud = rng.random(size) < fraud_p
     capacity = np.where(fraud, 0.0, capacity)
     backing = rng.lognormal(0.0, 1.0, size)
-    rows = model.firms.add(lines, capacity, gen, backing, model.quarter, champion=False, fraud=fraud)
-    # Plain construction rather than Firm.create_agents: the AgentSet that create_agents
-    # returns (unused here) and its per-agent keyword dicts cost ~3 µs per agent, about
-    # a tenth of a run with ~17,000 entrants (docs/performance.md).
-    for firm_id in model.firms.ids[rows].tolist():
-        Firm(model, firm_id)
+    cohort = len(model.swarm_cohorts_created)
+    rows = model.firms.add(lines, capacity, gen, backing, model.quarter, champion=False, fraud=fraud, cohort=cohort)
+    agent = SwarmCohort(model, cohort, model.quarter, model.firms.ids[rows])
+    model.swarm_cohorts[cohort] = agent
+    model.swarm_cohorts_created.append(model.quarter)
     return size
 
 
@@ -87,6 +86,8 @@ def fail(model) -> tuple[int, float]:
         return 0, 0.0
     # Money already counted as wasted when paid to frauds is not counted again.
     wasted = float(f.state_funds_usd_bn[dying][~f.fraud[dying]].sum())
-    for firm_id in f.ids[dying].tolist():
-        model.firm_agents[firm_id].fail()
+    f.alive[dying] = False
+    cohorts, counts = np.unique(f.cohort[dying], return_counts=True)
+    for cohort, count in zip(cohorts.tolist(), counts.tolist()):
+        model.swarm_cohorts[cohort].lose(count)
     return int(dying.size), wasted

@@ -48,6 +48,7 @@ class FirmPopulation:
         self.next_id = 0
         self.line = np.zeros(n, dtype=np.int8)
         self.entered_q = np.zeros(n, dtype=np.int32)
+        self.cohort = np.full(n, -1, dtype=np.int32)
         self.cap = np.zeros((n, 3))
         self.pending = np.zeros((n, 3))
         for c in self.FLOAT_COLS:
@@ -60,7 +61,7 @@ class FirmPopulation:
         if self.n + need <= size:
             return
         new = max(size * 2, self.n + need)
-        for name in ("ids", "line", "entered_q", *self.FLOAT_COLS, *self.BOOL_COLS):
+        for name in ("ids", "line", "entered_q", "cohort", *self.FLOAT_COLS, *self.BOOL_COLS):
             old = getattr(self, name)
             arr = np.zeros(new, dtype=old.dtype)
             arr[: self.n] = old[: self.n]
@@ -71,8 +72,11 @@ class FirmPopulation:
             arr[: self.n] = old[: self.n]
             setattr(self, name, arr)
 
-    def add(self, line, capacity, gen, backing, quarter: int, champion=False, fraud=False) -> np.ndarray:
-        """Append firms; returns their row indices. Array arguments give one value per firm."""
+    def add(self, line, capacity, gen, backing, quarter: int, champion=False, fraud=False, cohort: int = -1) -> np.ndarray:
+        """Append firms; returns their row indices. Array arguments give one value per firm.
+
+        ``cohort`` is the swarm cohort the firms belong to (-1 for champions).
+        """
         line = np.atleast_1d(np.asarray(line, dtype=np.int8))
         k = line.size
         self._grow(k)
@@ -88,6 +92,7 @@ class FirmPopulation:
         self.row_of[ids] = rows
         self.line[rows] = line
         self.entered_q[rows] = quarter
+        self.cohort[rows] = cohort
         gen_arr = np.broadcast_to(np.asarray(gen, dtype=float), (k,))
         self.gen[rows] = gen_arr
         cap = np.broadcast_to(np.asarray(capacity, dtype=float), (k,))
@@ -131,7 +136,7 @@ class FirmPopulation:
             return False
         keep = np.nonzero(alive)[0]
         self.row_of[self.ids[:n][~alive]] = -1
-        for name in ("ids", "line", "entered_q", *self.FLOAT_COLS, *self.BOOL_COLS, "cap", "pending"):
+        for name in ("ids", "line", "entered_q", "cohort", *self.FLOAT_COLS, *self.BOOL_COLS, "cap", "pending"):
             arr = getattr(self, name)
             arr[: keep.size] = arr[keep]
         self.n = keep.size
@@ -153,17 +158,17 @@ def vintage_column(gen: np.ndarray) -> np.ndarray:
 
 
 class Firm(mesa.Agent):
-    """A Chinese firm (a champion or one agent of the swarm).
+    """A named Chinese firm: a national champion (SMIC-like, YMTC-like, ...).
 
     Its numeric state is a row of the model's :class:`FirmPopulation`; the properties below
-    read it, so analysis code can treat firms as ordinary Mesa agents.
+    read it, so analysis code can treat champions as ordinary Mesa agents. Scenario events
+    name champions (``list_entity``); the swarm of small firms is :class:`SwarmCohort`.
     """
 
     def __init__(self, model, firm_id: int, name: str | None = None):
         super().__init__(model)
         self.firm_id = firm_id
         self.name = name
-        model.firm_agents[firm_id] = self
 
     @property
     def row(self) -> int:
@@ -195,11 +200,55 @@ class Firm(mesa.Agent):
     def is_fraud(self) -> bool:
         return bool(self.model.firms.fraud[self.row])
 
-    def fail(self) -> None:
-        """Leave the market: the row is masked and the agent removed from the model."""
-        self.model.firms.alive[self.row] = False
-        self.model.firm_agents.pop(self.firm_id, None)
-        self.remove()
+
+
+class SwarmCohort(mesa.Agent):
+    """The swarm firms that entered in one quarter: a super-individual of small firms.
+
+    The swarm (F12, F13, F19) is tens of thousands of small firms that enter with the money
+    and fail at a hazard. Each member keeps its own state as a row of the model's
+    :class:`FirmPopulation` (one row stands for ``china_firms.real_firms_per_agent``
+    registered firms, with its own line, capacity, technology, cash, backing and fraud
+    flag), and the mechanisms act on every member row each quarter. The Mesa agent is the
+    cohort, not each member: members have no behaviour of their own outside the arrays,
+    and registering and removing ~17,000 entrants a run as Mesa agents cost a fifth of a
+    run (docs/performance.md). The cohort leaves the model when its last member fails.
+
+    Attributes:
+        cohort: index of this cohort (``FirmPopulation.cohort`` of its members).
+        entered_q: quarter ordinal of entry (the model's start for the initial swarm).
+        firm_ids: permanent ids of its members (``FirmPopulation.row_of`` finds their rows).
+        entrants: members at entry; ``survivors``: members still in the market.
+    """
+
+    def __init__(self, model, cohort: int, entered_q: int, firm_ids: np.ndarray):
+        super().__init__(model)
+        self.cohort = cohort
+        self.entered_q = entered_q
+        self.firm_ids = np.asarray(firm_ids, dtype=np.int64)
+        self.firm_ids.flags.writeable = False
+        self.entrants = int(self.firm_ids.size)
+        self.survivors = self.entrants
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Current rows of the members still in the market."""
+        firms = self.model.firms
+        rows = firms.row_of[self.firm_ids]
+        rows = rows[rows >= 0]
+        return rows[firms.alive[rows]]
+
+    @property
+    def survival_share(self) -> float:
+        """Share of the cohort's entrants still in the market."""
+        return self.survivors / self.entrants
+
+    def lose(self, count: int) -> None:
+        """``count`` members failed this quarter; the cohort leaves with its last member."""
+        self.survivors -= count
+        if self.survivors <= 0:
+            self.model.swarm_cohorts.pop(self.cohort, None)
+            self.remove()
 
 
 class ForeignFirmGroup(mesa.Agent):

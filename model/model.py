@@ -30,6 +30,7 @@ from .firms import (
     Firm,
     FirmPopulation,
     ForeignFirmGroup,
+    SwarmCohort,
 )
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
 from .parameters import group
@@ -72,7 +73,9 @@ class DecouplingModel(mesa.Model):
         self.year_float = quarter_year_float(scenario.start)
         self.origins = ORIGINS
         self.event_log: list[str] = []
-        self.firm_agents: dict[int, Firm] = {}
+        #: Swarm cohorts still in the market, by cohort index; entry quarter of every cohort.
+        self.swarm_cohorts: dict[int, SwarmCohort] = {}
+        self.swarm_cohorts_created: list[int] = []
         self.recorder = Recorder(self)
 
         # Foreign supply structure (supply-chain-structure.md), China's own share excluded.
