@@ -87,7 +87,7 @@ def fail(model) -> tuple[int, float]:
     # Money already counted as wasted when paid to frauds is not counted again.
     wasted = float(f.state_funds_usd_bn[dying][~f.fraud[dying]].sum())
     f.alive[dying] = False
-    cohorts, counts = np.unique(f.cohort[dying], return_counts=True)
-    for cohort, count in zip(cohorts.tolist(), counts.tolist()):
-        model.swarm_cohorts[cohort].lose(count)
+    counts = np.bincount(f.cohort[dying])
+    for cohort in np.nonzero(counts)[0].tolist():
+        model.swarm_cohorts[cohort].lose(int(counts[cohort]))
     return int(dying.size), wasted

@@ -108,13 +108,19 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         adequate = (dom_gen >= gen - 1e-9).astype(float)
         gap = np.maximum(0.0, gen - dom_gen)
         want = logistic(bias[item] - gap_cost * gap + model.china.procurement_preference + security)
-        blocked = np.zeros((rows.size, len(model.origins)))
+        # Open shares per interval of the rules (a handful), then per request by index.
+        foreign_open = np.zeros(rows.size)
+        per_origin = np.zeros((rows.size, len(model.origins)))
         for flag in (False, True):
             m = listed == flag
             if m.any():
-                blocked[m] = model.regime.blocked(item, flag, gen[m], model.quarter, model.compliance, model.us_technology, for_expansion=True)
-        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
-        foreign_open = open_by_origin.sum(axis=1)
+                index, blocked = model.regime.blocked_rows(item, flag, gen[m], model.quarter, model.compliance, model.us_technology, for_expansion=True)
+                open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+                open_total = open_by_origin.sum(axis=1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    split = np.where(open_total[:, None] > 0, open_by_origin / open_total[:, None], 0.0)
+                foreign_open[m] = open_total[index]
+                per_origin[m] = split[index]
         supply = model.line_supply[FIRM_LINE_INDEX[item]]
         if rows.size == 0:
             result["domestic"][item] = result["foreign"][item] = 0.0
@@ -128,8 +134,6 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         result["fraction"] = np.minimum(result["fraction"], got)
         result["domestic"][item] = float(domestic.sum())
         result["foreign"][item] = float(foreign.sum())
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_origin = np.where(foreign_open[:, None] > 0, open_by_origin / foreign_open[:, None], 0.0)
         by_origin = (foreign[:, None] * per_origin).sum(axis=0)
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin

@@ -114,12 +114,36 @@ class ExportControlRegime(mesa.Agent):
         Returns:
             Array (n, origins) of blocked shares in [0, 1].
         """
+        index, rows = self.blocked_rows(item, listed, gen, quarter, compliance, us_technology, for_expansion)
+        return rows[index]
+
+    def blocked_rows(
+        self,
+        item: str,
+        listed: bool,
+        gen: np.ndarray | float,
+        quarter: int,
+        compliance: np.ndarray,
+        us_technology: np.ndarray,
+        for_expansion: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`blocked` in factored form: ``blocked(...) == rows[index]``.
+
+        Returns ``(index, rows)``: ``rows`` (intervals, origins) holds the blocked shares of
+        each interval between rule thresholds and ``index`` (n,) the interval of each
+        generation in ``gen``. Callers that reduce over origins can do so once per interval
+        instead of once per buyer.
+        """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
-        # threshold is at or below ``g``, so its row of the table is found by bisection.
-        table = tables[2 * ITEM_INDEX[item] + int(bool(listed))]
-        return 1.0 - table[np.searchsorted(thresholds, g, side="right")]
+        # threshold is at or below ``g``, so its interval is found by bisection.
+        return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))]
+
+    def thresholds_blocked(self, item: str, listed: bool, quarter: int, compliance: np.ndarray, us_technology: np.ndarray, for_expansion: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
+        return thresholds, 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))][1:]
 
     def _open_tables(self, quarter, compliance, us_technology, for_expansion):
         """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from .firms import COMPOUND, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY, in_lines
-from .regimes import ITEM_INDEX
 from .taxonomy import node_nm_to_gen
 
 #: Upstream items a fab needs to move to a new node.
@@ -47,17 +46,12 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
     Rules are step functions of the generation, so it is enough to test each binding
     threshold from the lowest up. Returns ``inf`` when nothing binds enough.
     """
-    reg = model.regime
-    idx = ITEM_INDEX[item]
-    q = model.quarter
-    thresholds = sorted(
-        {r.threshold_gen for r in reg.state.rules if r.item == idx and r.effective_q <= q and (listed or r.target == "all")}
+    thresholds, blocked = model.regime.thresholds_blocked(
+        item, listed, model.quarter, model.compliance, model.us_technology, for_expansion=True
     )
-    if not thresholds:
+    if not thresholds.size:
         return np.inf
-    share = model.foreign_share[item]
-    blocked = reg.blocked(item, listed, np.array(thresholds), q, model.compliance, model.us_technology, for_expansion=True)
-    open_share = (1.0 - blocked) @ share
+    open_share = (1.0 - blocked) @ model.foreign_share[item]
     below = np.nonzero(open_share < model.p["controls.access_minimum_pct"] / 100.0)[0]
     if below.size == 0:
         return np.inf
