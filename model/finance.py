@@ -117,8 +117,7 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
                 index, blocked = model.regime.blocked_rows(item, flag, gen[m], model.quarter, model.compliance, model.us_technology, for_expansion=True)
                 open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
                 open_total = open_by_origin.sum(axis=1)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    split = np.where(open_total[:, None] > 0, open_by_origin / open_total[:, None], 0.0)
+                split = np.divide(open_by_origin, open_total[:, None], out=np.zeros_like(open_by_origin), where=open_total[:, None] > 0)
                 foreign_open[m] = open_total[index]
                 per_origin[m] = split[index]
         supply = model.line_supply[FIRM_LINE_INDEX[item]]

@@ -494,8 +494,7 @@ class DecouplingModel(mesa.Model):
         # Tiers are the rows of a single-column market: one domestic pool serves them all.
         res = clear(demand_k[:, None], want[:, None], open_k[:, None], np.array([self.line_supply[li]]), adequate[:, None])
         foreign_k = res.foreign[:, 0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            split = np.where(open_k[:, None] > 0, open_o / open_k[:, None], 0.0)
+        split = np.divide(open_o, open_k[:, None], out=np.zeros_like(open_o), where=open_k[:, None] > 0)
         by_origin = (foreign_k[:, None] * split).sum(axis=0)
         return {"domestic": float(res.domestic.sum()), "foreign": float(foreign_k.sum()), "demand": float(demand_k.sum()), "by_origin": by_origin}
 

@@ -66,6 +66,7 @@ class ExportControlRegime(mesa.Agent):
         self.name = name
         self.state = RegimeState()
         self._cache: dict = {}
+        self._last: dict = {}
         self._version = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._arrays_stamp: tuple[int, int] | None = None
@@ -156,9 +157,20 @@ class ExportControlRegime(mesa.Agent):
         about at once. Rules, compliance and reach are fixed within a quarter and dozens of
         calls ask about them, so the tables are built once and cached until any changes.
         """
+        last = self._last.get(for_expansion)
+        if (
+            last is not None
+            and last[2] is compliance
+            and last[3] is us_technology
+            and last[4] == (quarter, self.state.reach, len(self.state.rules), self._version)
+            and not compliance.flags.writeable
+            and not us_technology.flags.writeable
+        ):
+            return last[0], last[1]  # the same question as the last call: no key to build
         key = (quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
         cached = self._cache.get(key)
         if cached is not None:
+            self._last[for_expansion] = (*cached, (quarter, self.state.reach, len(self.state.rules), self._version))
             return cached[0], cached[1]
         if len(self._cache) > 256:
             self._cache.clear()
@@ -178,6 +190,7 @@ class ExportControlRegime(mesa.Agent):
         tables.flags.writeable = False
         # The arrays are kept with the tables so that an id in the key is never reused.
         self._cache[key] = (thresholds, tables, compliance, us_technology)
+        self._last[for_expansion] = (thresholds, tables, compliance, us_technology, (quarter, self.state.reach, len(self.state.rules), self._version))
         return thresholds, tables
 
     def _open_factors(self, rules, quarter, compliance, us_technology, for_expansion):
