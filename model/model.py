@@ -230,6 +230,7 @@ class DecouplingModel(mesa.Model):
         live = f.alive[:n] & ~f.fraud[:n]
         line = f.line[:n]
         cap = f.cap[:n]
+        cap_total = f.total_capacity()
         by_line = self._capacity_by_line(live)
         listed_by_line = self._capacity_by_line(live & f.listed[:n])
         self.line_supply = by_line.sum(axis=1)
@@ -342,7 +343,7 @@ class DecouplingModel(mesa.Model):
         fallback = p["sourcing.design_fallback_pct"] / 100.0
         eda_access = eda_access + (1 - eda_access) * fallback
         access = np.where(f.listed[:n], listed_foundry_open + (1 - listed_foundry_open) * (self.china_best_gen >= f.gen[:n] - 1.0), 1.0) * eda_access
-        design_supply = float((cap[design_rows].sum(axis=1) * access[design_rows]).sum())
+        design_supply = float((cap_total[design_rows] * access[design_rows]).sum())
         design_gap = max(0.0, frontier - 1.0 - best[FIRM_LINE_INDEX["design"]])
         design_want = float(logistic(p["sourcing.domestic_bias"]["design"] - p["technology.ramp_quality_gap_cost"] * design_gap + 0.5 * self.china.procurement_preference + mean_security))
         design_sold = min(design_supply, design_want * demand_total)
@@ -371,7 +372,8 @@ class DecouplingModel(mesa.Model):
             li = FIRM_LINE_INDEX[seg]
             supply = self.line_supply[li]
             sold[li, :] = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
-        revenue = np.where(live, (cap * sold[line]).sum(axis=1), 0.0)
+        sold_by_firm = sold[line]
+        revenue = np.where(live, cap[:, 0] * sold_by_firm[:, 0] + cap[:, 1] * sold_by_firm[:, 1] + cap[:, 2] * sold_by_firm[:, 2], 0.0)
         f.revenue_usd_bn[:n] = revenue
 
         # Money, tools and capacity (mechanism 5).
@@ -465,10 +467,14 @@ class DecouplingModel(mesa.Model):
     def _capacity_by_line(self, mask: np.ndarray) -> np.ndarray:
         """(lines, vintages) capacity of the firms in ``mask``."""
         f = self.firms
+        n = f.n
         rows = np.nonzero(mask)[0]
-        flat = f.line[rows].astype(np.int64)[:, None] * 3 + np.arange(3)[None, :]
-        out = np.bincount(flat.ravel(), weights=f.cap[rows].ravel(), minlength=len(FIRM_LINES) * 3)
-        return out.reshape(len(FIRM_LINES), 3)
+        line = f.line[rows]
+        cap = f.cap[:n][rows]
+        out = np.empty((len(FIRM_LINES), 3))
+        for v in range(3):
+            out[:, v] = np.bincount(line, weights=cap[:, v], minlength=len(FIRM_LINES))
+        return out
 
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:
         """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
