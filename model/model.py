@@ -273,8 +273,9 @@ class DecouplingModel(mesa.Model):
             rows = listed_b == flag
             if not rows.any():
                 continue
+            chips_blocked = self.regime.blocked_items(CHIP_ITEMS, flag, frontier, self.quarter, self.compliance, self.us_technology)
             for k, item in enumerate(CHIP_ITEMS):
-                blk = self.regime.blocked(item, flag, frontier, self.quarter, self.compliance, self.us_technology)[0]
+                blk = chips_blocked[k]
                 blocked_origin[(item, flag)] = blk
                 open_bk[rows, k] = ((1.0 - blk) * self.foreign_share[item]).sum()
         cleared = clear(demand_bk, want, open_bk, dom_supply_k)
@@ -402,7 +403,8 @@ class DecouplingModel(mesa.Model):
             firm_group.china_revenue_usd_bn = float(item_revenue[item][ORIGINS.index(origin)])
         # Foreign fabs in China buy foreign tools too; count them in the equipment market.
         located_growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** 0.25 - 1
-        tool_open = np.array([float(((1 - self.regime.blocked("other_equipment", False, g, self.quarter, self.compliance, self.us_technology, for_expansion=True)[0]) * self.foreign_share["other_equipment"]).sum()) for g in ref_gen])
+        tool_blocked = self.regime.blocked("other_equipment", False, ref_gen, self.quarter, self.compliance, self.us_technology, for_expansion=True)
+        tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
         added_located = self.fabs_in_china * located_growth * tool_open[None, :]
         located_capex = float(added_located.sum()) * 4.0 * p["firm_finance.capex_per_annual_output"]["foundry"] * p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
         self.fabs_in_china = self.fabs_in_china * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0 * 0.5) + added_located

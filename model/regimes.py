@@ -141,6 +141,13 @@ class ExportControlRegime(mesa.Agent):
         # threshold is at or below ``g``, so its interval is found by bisection.
         return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))]
 
+    def blocked_items(self, items, listed: bool, gen: float, quarter: int, compliance: np.ndarray, us_technology: np.ndarray, for_expansion: bool = False) -> np.ndarray:
+        """(items, origins): :meth:`blocked` of several items at one generation, in one call."""
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
+        combos = np.array([2 * ITEM_INDEX[item] + int(bool(listed)) for item in items])
+        row = int(np.searchsorted(thresholds, float(gen), side="right"))
+        return 1.0 - tables[combos, row]
+
     def thresholds_blocked(self, item: str, listed: bool, quarter: int, compliance: np.ndarray, us_technology: np.ndarray, for_expansion: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)

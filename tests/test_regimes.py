@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model.model import DecouplingModel
-from model.regimes import ORIGINS, ControlRule, ExportControlRegime, threshold_to_gen
+from model.regimes import ITEM_INDEX, ORIGINS, ControlRule, ExportControlRegime, threshold_to_gen
 from model.scenario import Scenario
 
 US, NL, TW, OTHER = (ORIGINS.index(c) for c in ("united_states", "netherlands", "taiwan", "other"))
@@ -76,3 +76,65 @@ def test_licences_reduce_the_block(regime):
     assert _blocked(regime, listed=True)[US] == pytest.approx(0.6)
     regime.relax("chips_advanced", "any", 100.0)
     assert _blocked(regime, listed=True)[US] == 0.0
+
+
+def _reference_blocked(regime, item, listed, gen, quarter, compliance, us_technology, for_expansion):
+    """Rule by rule, buyer by buyer: the definition that the regime's cached tables implement."""
+    leakage = regime.model.p["controls.leakage_pct"] / 100.0
+    stockpile_q = regime.model.p["controls.stockpile_quarters"]
+    g = np.atleast_1d(np.asarray(gen, dtype=float))
+    open_share = np.ones((g.size, len(ORIGINS)))
+    for r in regime.state.rules:
+        if r.item != ITEM_INDEX[item] or r.effective_q > quarter or (r.target == "listed" and not listed):
+            continue
+        strength = r.coverage * (1.0 - r.licence)
+        if for_expansion and stockpile_q > 0:
+            strength *= min(1.0, (quarter - r.effective_q) / stockpile_q)
+        if strength <= 0:
+            continue
+        comp = compliance.copy()
+        for c in r.enforced_by:
+            comp[ORIGINS.index(c)] = 1.0
+        fdp = regime.state.reach * us_technology if r.foreign_direct_product else 0.0
+        block = strength * (comp + (1.0 - comp) * fdp)
+        if r.target == "all":
+            block = block * (1.0 - leakage)
+        open_share *= np.where((g >= r.threshold_gen)[:, None], 1.0 - block[None, :], 1.0)
+    return 1.0 - open_share
+
+
+def test_cached_tables_equal_the_rule_by_rule_definition(regime):
+    """Random rule sets, buyers and quarters: every query path gives the reference exactly."""
+    rng = np.random.default_rng(7)
+    items = list(ITEM_INDEX)
+    for _ in range(40):
+        regime.state.rules.clear()
+        regime._version += 1
+        regime.state.reach = float(rng.uniform(0.3, 1.0))
+        for _ in range(int(rng.integers(0, 12))):
+            regime.add_rule(
+                _rule(
+                    item=int(rng.integers(len(items))),
+                    target=str(rng.choice(["all", "listed"])),
+                    threshold_gen=float(rng.choice([-np.inf, *rng.uniform(-4, 6, 3).round(1)])),
+                    coverage=float(rng.uniform(0, 1)),
+                    licence=float(rng.choice([0.0, rng.uniform(0, 1)])),
+                    foreign_direct_product=bool(rng.integers(2)),
+                    enforced_by=frozenset(rng.choice(["netherlands", "japan", "taiwan"], int(rng.integers(0, 3)), replace=False)),
+                    effective_q=int(rng.integers(0, 20)),
+                )
+            )
+        comp = np.concatenate([[1.0], rng.uniform(0, 1, 5), [0.0]])
+        us_tech = rng.uniform(0, 1, len(ORIGINS))
+        quarter = int(rng.integers(0, 25))
+        gens = rng.uniform(-6, 8, 30)
+        gens[:5] = [r.threshold_gen for r in regime.state.rules[:5]] + [0.0] * (5 - min(5, len(regime.state.rules)))
+        for item in items:
+            for listed in (False, True):
+                for expansion in (False, True):
+                    ref = _reference_blocked(regime, item, listed, gens, quarter, comp, us_tech, expansion)
+                    assert np.array_equal(regime.blocked(item, listed, gens, quarter, comp, us_tech, for_expansion=expansion), ref)
+                    index, rows = regime.blocked_rows(item, listed, gens, quarter, comp, us_tech, for_expansion=expansion)
+                    assert np.array_equal(rows[index], ref)
+                    one = regime.blocked_items([item], listed, gens[7], quarter, comp, us_tech, for_expansion=expansion)[0]
+                    assert np.array_equal(one, ref[7])
