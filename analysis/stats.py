@@ -165,10 +165,10 @@ _FIXED: dict[str, Variable] = {
         "six home countries",
     ),
     "firms_active": Variable(
-        "Chinese firm agents active", "firms", "Chinese firm agents alive at quarter end"
+        "Chinese firms active", "firms", "Chinese firms (model firms) alive at quarter end"
     ),
-    "firms_entered": Variable("Firm entries", "firms", "agents that entered"),
-    "firms_failed": Variable("Firm exits", "firms", "agents that exited (bankruptcy or fraud)"),
+    "firms_entered": Variable("Firm entries", "firms", "model firms that entered"),
+    "firms_failed": Variable("Firm exits", "firms", "model firms that exited (bankruptcy or fraud)"),
     "flagship_domestic_share_pct": Variable(
         "Flagship buyer's domestic share",
         "% of purchases",

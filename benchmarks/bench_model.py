@@ -54,9 +54,9 @@ def render(rows: list[dict], repeats: int) -> str:
         "",
         f"Measured {date.today().isoformat()} on {platform.machine()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
         f"`benchmarks/bench_model.py --repeats {repeats}`: baseline scenario, 2014Q1-2035Q4 (88 quarters), median of {repeats} seeds. "
-        "Firm agents are Chinese firms (champions and swarm); scale k divides `china_firms.real_firms_per_agent` by k.",
+        "Firms are the model's Chinese firms (champions and swarm members; rows of the firm arrays); scale k divides `china_firms.real_firms_per_agent` by k.",
         "",
-        "| scale | mean firm agents | peak firm agents | wall time per run (s) | fastest (s) | µs per firm-quarter |",
+        "| scale | mean firms | peak firms | wall time per run (s) | fastest (s) | µs per firm-quarter |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
