@@ -480,8 +480,8 @@ class DecouplingModel(mesa.Model):
 
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:
         """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
-        blk = self.regime.blocked(item, listed, gen, self.quarter, self.compliance, self.us_technology)
-        return (1.0 - blk) @ self.foreign_share[item]
+        index, blocked = self.regime.blocked_rows(item, listed, gen, self.quarter, self.compliance, self.us_technology)
+        return ((1.0 - blocked) @ self.foreign_share[item])[index]
 
     def _upstream(self, seg, demand_k, need_gen_k, listed_share, controllable, security) -> dict:
         """China's purchases of one upstream segment, tier by tier, from one domestic pool."""

@@ -183,17 +183,18 @@ class ExportControlRegime(mesa.Agent):
             self._cache.clear()
         rules = self._rule_arrays()
         open_factor, binds = self._open_factors(rules, quarter, compliance, us_technology, for_expansion)
-        rule_thresholds = rules["threshold_gen"]
-        thresholds = np.unique(rule_thresholds[binds])
-        n_items = len(ITEM_INDEX)
-        # use[c, r]: rule r applies to combination c = (item, listed).
-        use = np.zeros((2 * n_items, rule_thresholds.size), dtype=bool)
-        use[0::2] = binds & rules["target_all"] & (rules["item"][None, :] == np.arange(n_items)[:, None])
-        use[1::2] = binds & (rules["item"][None, :] == np.arange(n_items)[:, None])
-        covered = use[:, None, :] & (rule_thresholds[None, None, :] <= thresholds[None, :, None])
-        tables = np.ones((2 * n_items, thresholds.size + 1, len(ORIGINS)))
-        if thresholds.size:
-            tables[:, 1:] = np.where(covered[..., None], open_factor[None, None, :, :], 1.0).prod(axis=2)
+        binding = np.nonzero(binds)[0]
+        rule_thresholds = rules["threshold_gen"][binding]
+        thresholds = np.array(sorted(set(rule_thresholds.tolist())), dtype=float)
+        tables = np.ones((2 * len(ITEM_INDEX), thresholds.size + 1, len(ORIGINS)))
+        # A rule covers the intervals from its own threshold up: a suffix of the rows. Rules
+        # multiply in rule order; a listed buyer faces every rule, others country-wide ones.
+        first_rows = 1 + np.searchsorted(thresholds, rule_thresholds, side="left")
+        for r, first in zip(binding.tolist(), first_rows.tolist()):
+            combo = 2 * int(rules["item"][r])
+            tables[combo + 1, first:] *= open_factor[r]
+            if rules["target_all"][r]:
+                tables[combo, first:] *= open_factor[r]
         tables.flags.writeable = False
         # The arrays are kept with the tables so that an id in the key is never reused.
         self._cache[key] = (thresholds, tables, compliance, us_technology)
