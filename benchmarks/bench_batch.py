@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,14 @@ def render(results: dict) -> str:
     """The Markdown section for ``results`` (as saved by :func:`main`)."""
     j1, j2, small, large, mesa = (results[k] for k in ("j1", "j2", "small", "large", "mesa"))
     n = results["n"]
+    larges = [results[k] for k in sorted(results, key=str) if k == "large" or (k.startswith("large") and k[5:].isdigit())]
+    large_walls = [r["wall_s"] for r in larges]
+    large_wall = statistics.median(large_walls)
+    large = {**large, "wall_s": large_wall, "peak_rss_mib": max(r["peak_rss_mib"] for r in larges)}
+    if len(large_walls) > 1:
+        large_text = f"{large_wall:.0f} s, median of {len(large_walls)} ({', '.join(f'{w:.0f}' for w in large_walls)} s)"
+    else:
+        large_text = f"{large_wall:.0f} s"
     speedup = j1["wall_s"] / j2["wall_s"]
     # our time for the batch_run grid: measured when the sizes match, else scaled per run
     ours = small["wall_s"] if n["mesa"] == n["small"] else small["wall_s"] / n["small"] * n["mesa"]
@@ -246,7 +255,7 @@ def render(results: dict) -> str:
             ("j2", "jobs 2"),
             ("small", f"{n['small']} runs"),
             ("mesa", "batch_run"),
-            ("large", f"{n['runs']} runs"),
+            *((k, f"{n['runs']} runs ({i + 1})") for i, k in enumerate(r for r in results if r == "large" or (r.startswith("large") and r[5:].isdigit()))),
         )
     )
     if large["wall_s"] <= 180:
@@ -268,7 +277,7 @@ are counted in each), sampled every 0.1 s.
 
 | measurement | result | target |
 |---|---|---|
-| {n["runs"]:,} runs, `--jobs 2` | {large["wall_s"]:.0f} s ({large["wall_s"] / n["runs"] * 1000:.0f} ms of wall time per run) | <= 180 s: {"met" if large["wall_s"] <= 180 else "**not met**"} |
+| {n["runs"]:,} runs, `--jobs 2` | {large_text} ({large["wall_s"] / n["runs"] * 1000:.0f} ms of wall time per run) | <= 180 s: {"met" if large["wall_s"] <= 180 else "**not met**"} |
 | speed-up, 2 workers vs 1 ({n["speedup"]} runs) | {speedup:.2f}x ({j1["wall_s"]:.1f} s vs {j2["wall_s"]:.1f} s) | >= 1.8x: {"met" if speedup >= 1.8 else "**not met**"} |
 | peak memory, {n["small"]} vs {n["runs"]:,} runs | {small["peak_rss_mib"]:.0f} MiB vs {large["peak_rss_mib"]:.0f} MiB | about equal: {"met" if mem_ok else "**not met**"} |
 | the same grid through `mesa.batch_run` ({n["mesa"]} unseeded runs, 2 processes, every quarter and output column collected) | {mesa["wall_s"]:.0f} s, peak {mesa["peak_rss_mib"]:.0f} MiB; ours {ours:.0f} s, {small["peak_rss_mib"]:.0f} MiB: ours {vs_mesa:.2f}x faster | ours >= 2x faster: {"met" if vs_mesa >= 2 else "**not met**"} |
@@ -300,6 +309,12 @@ def main(argv=None) -> int:
         "--speedup-runs", type=int, default=100, help="runs for the 1 vs 2 workers comparison"
     )
     ap.add_argument("--mesa-runs", type=int, default=100, help="runs through mesa.batch_run")
+    ap.add_argument(
+        "--large-repeats",
+        type=int,
+        default=1,
+        help="measure the large batch this many times; the target is judged on the median",
+    )
     ap.add_argument("--doc", type=Path, help="write the section into this Markdown file")
     ap.add_argument("--save", type=Path, help="save the measurements as JSON")
     ap.add_argument(
@@ -361,12 +376,16 @@ def measure_all(args) -> dict:
             f"mesa.batch_run: {args.mesa_runs} runs, 2 processes",
             lambda: mesa_batch_run(args.mesa_runs, 2),
         ),
-        (
-            "large",
-            f"large: {args.runs} runs, --jobs 2",
-            lambda: decouple_batch(args.runs, 2, tmp / "large"),
-        ),
     ]
+    for i in range(max(1, args.large_repeats)):
+        key = "large" if i == 0 else f"large{i + 1}"
+        steps.append(
+            (
+                key,
+                f"large: {args.runs} runs, --jobs 2 (measurement {i + 1})",
+                functools.partial(decouple_batch, args.runs, 2, tmp / key),
+            )
+        )
     try:
         for key, what, fn in steps:
             print(f"{what} ...", file=sys.stderr)
