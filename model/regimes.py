@@ -187,14 +187,18 @@ class ExportControlRegime(mesa.Agent):
         rule_thresholds = rules["threshold_gen"][binding]
         thresholds = np.array(sorted(set(rule_thresholds.tolist())), dtype=float)
         tables = np.ones((2 * len(ITEM_INDEX), thresholds.size + 1, len(ORIGINS)))
-        # A rule covers the intervals from its own threshold up: a suffix of the rows. Rules
-        # multiply in rule order; a listed buyer faces every rule, others country-wide ones.
-        first_rows = 1 + np.searchsorted(thresholds, rule_thresholds, side="left")
-        for r, first in zip(binding.tolist(), first_rows.tolist()):
-            combo = 2 * int(rules["item"][r])
-            tables[combo + 1, first:] *= open_factor[r]
-            if rules["target_all"][r]:
-                tables[combo, first:] *= open_factor[r]
+        # A rule covers the intervals from its own threshold up (a suffix of the rows) for a
+        # listed buyer, and for others too when it is country-wide. One entry per covered
+        # (combination, row), grouped by rule: ``multiply.at`` applies entries in order, so
+        # each cell multiplies its rules in rule order.
+        first = 1 + np.searchsorted(thresholds, rule_thresholds, side="left")
+        span = thresholds.size + 1 - first
+        per_rule = span * (1 + rules["target_all"][binding])
+        rule = np.repeat(np.arange(binding.size), per_rule)
+        local = np.arange(rule.size) - np.repeat(np.cumsum(per_rule) - per_rule, per_rule)
+        combo = 2 * rules["item"][binding][rule] + 1 - (local >= span[rule])
+        row = first[rule] + local % span[rule]
+        np.multiply.at(tables, (combo, row), open_factor[binding][rule])
         tables.flags.writeable = False
         # The arrays are kept with the tables so that an id in the key is never reused.
         self._cache[key] = (thresholds, tables, compliance, us_technology)
