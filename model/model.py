@@ -97,6 +97,7 @@ class DecouplingModel(mesa.Model):
             for i, o in enumerate(ORIGINS)
             if o in COUNTRIES and self.foreign_share[item][i] > 0
         }
+        self._group_origins = [(g, item, ORIGINS.index(o)) for (item, o), g in self.foreign_groups.items()]
 
         # Governments and the regime.
         self.regime = ExportControlRegime(self, "us")
@@ -399,8 +400,8 @@ class DecouplingModel(mesa.Model):
         foreign_by_origin += tools["foreign_by_origin"]
         for item in ("litho_equipment", "other_equipment"):
             item_revenue[item] += tools["foreign_by_origin_item"][item]
-        for (item, origin), firm_group in self.foreign_groups.items():
-            firm_group.china_revenue_usd_bn = float(item_revenue[item][ORIGINS.index(origin)])
+        for firm_group, item, origin_index in self._group_origins:
+            firm_group.china_revenue_usd_bn = float(item_revenue[item][origin_index])
         # Foreign fabs in China buy foreign tools too; count them in the equipment market.
         located_growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** 0.25 - 1
         tool_blocked = self.regime.blocked("other_equipment", False, ref_gen, self.quarter, self.compliance, self.us_technology, for_expansion=True)

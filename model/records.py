@@ -13,6 +13,9 @@ from .regimes import ORIGINS
 from .taxonomy import ALLIES, COUNTRIES, OUTPUT_COLUMNS, TIERS, UPSTREAM, gen_to_node_nm
 
 TIER_COLUMNS = tuple(f"self_sufficiency_tier_{t}_pct" for t in TIERS)
+_REVENUE_COLUMNS = tuple((f"foreign_revenue_from_china_usd_bn_{c}", ORIGINS.index(c)) for c in COUNTRIES)
+_ALLY_COLUMNS = tuple((a, f"ally_alignment_{a}", f"ally_defected_{a}") for a in ALLIES)
+_SEGMENT_COLUMNS = tuple((seg, f"self_sufficiency_segment_{seg}_pct") for seg in UPSTREAM)
 
 INTEGER_COLUMNS = frozenset({"firms_active", "firms_entered", "firms_failed", *(f"ally_defected_{a}" for a in ALLIES)})
 
@@ -41,14 +44,14 @@ class Recorder:
         row["self_sufficiency_china_hq_pct"].append(_pct(dom_k.sum(), demand_total))
         for k, col in enumerate(TIER_COLUMNS):
             row[col].append(_pct(dom_k[k] + located_k[k], demand_k[k]))
-        for seg in UPSTREAM:
+        for seg, col in _SEGMENT_COLUMNS:
             if seg in ("litho_equipment", "other_equipment"):
                 item_dom = m.tool_sales[_line(seg)]
                 total = foreign_tools + domestic_tools
                 value = _pct(item_dom, total * (m.p["firm_finance.litho_share_of_tools_pct"] / 100.0 if seg == "litho_equipment" else 1 - m.p["firm_finance.litho_share_of_tools_pct"] / 100.0))
             else:
                 value = _pct(upstream[seg]["domestic"], upstream[seg]["demand"])
-            row[f"self_sufficiency_segment_{seg}_pct"].append(min(100.0, value))
+            row[col].append(min(100.0, value))
         row["goal_gap_pp"].append(70.0 - ss)
         row["china_best_node_nm"].append(float(gen_to_node_nm(m.china_best_gen)))
         row["frontier_node_nm"].append(float(gen_to_node_nm(frontier)))
@@ -56,11 +59,11 @@ class Recorder:
         row["domestic_equipment_share_pct"].append(_pct(domestic_tools, domestic_tools + foreign_tools))
         row["china_demand_usd_bn"].append(float(demand_total))
         row["unmet_demand_usd_bn"].append(float(unmet))
-        for c in COUNTRIES:
-            row[f"foreign_revenue_from_china_usd_bn_{c}"].append(float(foreign_by_origin[ORIGINS.index(c)]))
-        for a in ALLIES:
-            row[f"ally_alignment_{a}"].append(float(m.allies[a].alignment))
-            row[f"ally_defected_{a}"].append(int(m.allies[a].defected))
+        for col, i in _REVENUE_COLUMNS:
+            row[col].append(float(foreign_by_origin[i]))
+        for a, alignment_col, defected_col in _ALLY_COLUMNS:
+            row[alignment_col].append(float(m.allies[a].alignment))
+            row[defected_col].append(int(m.allies[a].defected))
         row["state_funding_usd_bn"].append(float(state_total))
         row["state_funding_wasted_usd_bn"].append(float(wasted))
         row["private_investment_usd_bn"].append(float(private))
