@@ -961,6 +961,28 @@ def _execute_inprocess(
         yield task, run_task(task)
 
 
+#: Thread pools of numerical libraries, one thread each in pool workers (set unless the user
+#: set them): parallelism is across runs, and idle BLAS threads spinning in J workers on J
+#: cores take CPU time from the runs.
+_SINGLE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Set ``_SINGLE_THREAD_ENV`` for the processes started inside, then restore the caller's."""
+    saved = {var: os.environ.get(var) for var in _SINGLE_THREAD_ENV}
+    for var in _SINGLE_THREAD_ENV:
+        os.environ.setdefault(var, "1")
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 def _mp_context():
     import multiprocessing as mp
 
@@ -977,8 +999,14 @@ def _execute_pool(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]
     """Local processes (forkserver or spawn), at most ``IN_FLIGHT_PER_WORKER x jobs`` tasks queued.
 
     A worker that dies (out of memory, segfault) breaks the pool: its tasks are reported
-    as failed and a fresh pool takes the remaining tasks.
+    as failed and a fresh pool takes the remaining tasks. Workers get single-threaded
+    numerical libraries (``_SINGLE_THREAD_ENV``) unless the caller set those variables.
     """
+    with _single_threaded_children():
+        yield from _execute_pool_inner(tasks, jobs)
+
+
+def _execute_pool_inner(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 

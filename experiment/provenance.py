@@ -36,7 +36,7 @@ def git_state(root: Path | None = None) -> dict[str, object]:
 
 def now() -> str:
     """UTC timestamp, ISO 8601."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def model_version() -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parameters import group
 from .firms import FIRM_LINE_INDEX, FIRM_LINES, SwarmCohort
+from .parameters import group
 
 
 def swarm_lines(model, size: int) -> np.ndarray:

@@ -33,8 +33,8 @@ from .firms import (
     SwarmCohort,
 )
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
-from .parameters import group
 from .market import clear, logistic, tier_shares, world_market_usd_bn_per_year
+from .parameters import group
 from .records import Recorder
 from .regimes import ITEM_INDEX, ORIGINS, ControlRule, ExportControlRegime, compliance_vector
 from .scenario import Scenario

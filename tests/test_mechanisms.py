@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import run_frame, yearly_median
+
 from model.calendar import quarter_ordinal
 from model.model import DecouplingModel
 from model.run import replicate_seed, simulate

@@ -12,7 +12,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "outputs.md"
 
 
 def _documented_columns() -> set[str]:
-    names = set(re.findall(r"^\| `([a-z0-9_<>]+)` \|", DOC.read_text(), flags=re.M))
+    names = set(re.findall(r"^\| `([a-z0-9_<>]+)` \|", DOC.read_text(), flags=re.MULTILINE))
     expanded = set()
     for name in names:
         if "<tier>" in name:
