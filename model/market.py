@@ -79,10 +79,12 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     want = demand * foreign_open * want_domestic_share * adequate
     forced_total = forced.sum(axis=0)
     want_total = want.sum(axis=0)
-    # Denominators are never zero (empty markets divide by 1 and are then overridden).
-    fill_forced = np.where(forced_total > 0, np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)), 1.0)
-    left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
-    fill_want = np.where(want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0)
+    # Empty markets divide by 1 and are then overridden; a tiny positive denominator can
+    # overflow the quotient, which the minimum with 1 then caps.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        fill_forced = np.where(forced_total > 0, np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)), 1.0)
+        left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
+        fill_want = np.where(want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0)
     domestic = forced * fill_forced + want * fill_want
     foreign = demand * foreign_open - want * fill_want
     unmet = blocked - forced * fill_forced
