@@ -29,7 +29,7 @@ venv: $(STAMP)
 
 # The main job: every library scenario x $(RUN_SEEDS) seeds (common random numbers), then the
 # report. A fresh store each time, so a model change never meets an old store.
-RUN_SEEDS ?= 30
+RUN_SEEDS ?= 50
 run: $(STAMP)
 	@out=runs/library-$$(date -u +%Y%m%dT%H%M%SZ); \
 	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(RUN_SEEDS) --jobs $(JOBS) --out $$out && \
