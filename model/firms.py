@@ -201,7 +201,6 @@ class Firm(mesa.Agent):
         return bool(self.model.firms.fraud[self.row])
 
 
-
 class SwarmCohort(mesa.Agent):
     """The swarm firms that entered in one quarter: a super-individual of small firms.
 
