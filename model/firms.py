@@ -88,29 +88,30 @@ class FirmPopulation:
             grown = np.full(max(2 * self.row_of.size, self.next_id), -1, dtype=np.int64)
             grown[: self.row_of.size] = self.row_of
             self.row_of = grown
-        self.ids[rows] = ids
+        added = slice(rows[0], rows[-1] + 1) if k else slice(0, 0)  # contiguous: cheaper than rows
+        self.ids[added] = ids
         self.row_of[ids] = rows
-        self.line[rows] = line
-        self.entered_q[rows] = quarter
-        self.cohort[rows] = cohort
+        self.line[added] = line
+        self.entered_q[added] = quarter
+        self.cohort[added] = cohort
         gen_arr = np.broadcast_to(np.asarray(gen, dtype=float), (k,))
-        self.gen[rows] = gen_arr
+        self.gen[added] = gen_arr
         cap = np.broadcast_to(np.asarray(capacity, dtype=float), (k,))
         col = np.full(k, VINTAGE_BASE)
         is_foundry = line == FOUNDRY
         col[is_foundry] = vintage_column(gen_arr[is_foundry])
-        self.cap[rows, :] = 0.0
+        self.cap[added] = 0.0
         self.cap[rows, col] = cap
-        self.pending[rows, :] = 0.0
-        self.backing[rows] = backing
-        self.cash_usd_bn[rows] = 0.0
-        self.revenue_usd_bn[rows] = 0.0
-        self.rd_usd_bn[rows] = 0.0
-        self.state_funds_usd_bn[rows] = 0.0
-        self.alive[rows] = True
-        self.champion[rows] = champion
-        self.fraud[rows] = fraud
-        self.listed[rows] = False
+        self.pending[added] = 0.0
+        self.backing[added] = backing
+        self.cash_usd_bn[added] = 0.0
+        self.revenue_usd_bn[added] = 0.0
+        self.rd_usd_bn[added] = 0.0
+        self.state_funds_usd_bn[added] = 0.0
+        self.alive[added] = True
+        self.champion[added] = champion
+        self.fraud[added] = fraud
+        self.listed[added] = False
         return rows
 
     def total_capacity(self) -> np.ndarray:

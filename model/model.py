@@ -313,7 +313,9 @@ class DecouplingModel(mesa.Model):
         # Upstream purchases (segments): EDA/IP, materials, packaging, design.
         upstream = {}
         # Industry-wide supply-security concern, half-weighted for upstream purchases.
-        mean_security = 0.5 * float(np.average([b.security for b in buyers], weights=[b.demand_share for b in buyers]))
+        # np.average's own arithmetic (multiply, sum, divide), without its Python overhead.
+        shares_b = np.array([b.demand_share for b in buyers])
+        mean_security = 0.5 * float(np.multiply(np.array([b.security for b in buyers]), shares_b).sum() / shares_b.sum())
         design_rows = live & (line == FIRM_LINE_INDEX["design"])
         design_cap = cap[design_rows].sum()
         listed_design_share = _share(cap[design_rows & f.listed[:n]].sum(), design_cap)
