@@ -430,7 +430,8 @@ class DecouplingModel(mesa.Model):
         self._update_design_out()
         blocked_b = cleared.blocked_demand.sum(axis=1) / np.maximum(demand_bk.sum(axis=1), 1e-12)
         unmet_b = cleared.unmet.sum(axis=1) / np.maximum(demand_bk.sum(axis=1), 1e-12)
-        spill = p["sourcing.security_spillover"] * float(np.average(blocked_b, weights=demand_bk.sum(axis=1)))
+        demand_b = demand_bk.sum(axis=1)
+        spill = p["sourcing.security_spillover"] * float(np.multiply(blocked_b, demand_b).sum() / demand_b.sum())
         for i, b in enumerate(buyers):
             b.blocked_share = float(blocked_b[i])
             b.unmet_share = float(unmet_b[i])
