@@ -168,7 +168,9 @@ _FIXED: dict[str, Variable] = {
         "Chinese firms active", "firms", "Chinese firms (model firms) alive at quarter end"
     ),
     "firms_entered": Variable("Firm entries", "firms", "model firms that entered"),
-    "firms_failed": Variable("Firm exits", "firms", "model firms that exited (bankruptcy or fraud)"),
+    "firms_failed": Variable(
+        "Firm exits", "firms", "model firms that exited (bankruptcy or fraud)"
+    ),
     "flagship_domestic_share_pct": Variable(
         "Flagship buyer's domestic share",
         "% of purchases",

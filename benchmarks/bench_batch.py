@@ -232,7 +232,11 @@ def render(results: dict) -> str:
     """The Markdown section for ``results`` (as saved by :func:`main`)."""
     j1, j2, small, large, mesa = (results[k] for k in ("j1", "j2", "small", "large", "mesa"))
     n = results["n"]
-    larges = [results[k] for k in sorted(results, key=str) if k == "large" or (k.startswith("large") and k[5:].isdigit())]
+    larges = [
+        results[k]
+        for k in sorted(results, key=str)
+        if k == "large" or (k.startswith("large") and k[5:].isdigit())
+    ]
     large_walls = [r["wall_s"] for r in larges]
     large_wall = statistics.median(large_walls)
     large = {**large, "wall_s": large_wall, "peak_rss_mib": max(r["peak_rss_mib"] for r in larges)}
@@ -260,7 +264,14 @@ def render(results: dict) -> str:
             ("small", f"{n['small']} runs"),
             ("mesa", "batch_run"),
             *((("mesa_large", f"batch_run {n['runs']:,}"),) if "mesa_large" in results else ()),
-            *((k, f"{n['runs']} runs ({i + 1})") for i, k in enumerate(r for r in results if r == "large" or (r.startswith("large") and r[5:].isdigit()))),
+            *(
+                (k, f"{n['runs']} runs ({i + 1})")
+                for i, k in enumerate(
+                    r
+                    for r in results
+                    if r == "large" or (r.startswith("large") and r[5:].isdigit())
+                )
+            ),
         )
     )
     mesa_large_row = ""

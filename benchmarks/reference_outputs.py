@@ -31,7 +31,11 @@ ROOT_ENTROPY = 424242
 #: Extra runs: (label, scenario file, --set overrides) for paths the library leaves off.
 VARIANTS = (
     ("baseline+auto_tighten", "baseline.yaml", ["us.auto_tighten=true"]),
-    ("baseline+lobbying", "baseline.yaml", ["us.lobbying_weight=1.0", "us.lobbying_threshold_usd_bn=0.5"]),
+    (
+        "baseline+lobbying",
+        "baseline.yaml",
+        ["us.lobbying_weight=1.0", "us.lobbying_threshold_usd_bn=0.5"],
+    ),
 )
 
 
@@ -61,7 +65,9 @@ def compare(reference: dict[str, np.ndarray], now: dict[str, np.ndarray]) -> lis
         else:
             a, b = reference[key], now[key]
             same = a.shape == b.shape and (
-                np.array_equal(a, b) if a.dtype.kind in "OUS" else np.array_equal(a, b, equal_nan=True)
+                np.array_equal(a, b)
+                if a.dtype.kind in "OUS"
+                else np.array_equal(a, b, equal_nan=True)
             )
             if not same:
                 where = np.nonzero(a != b)[0][:1] if a.shape == b.shape else []
@@ -79,7 +85,9 @@ def main() -> int:
     args = ap.parse_args()
     now = collect(args.seeds)
     if args.write:
-        np.savez_compressed(args.write, **{k: v.astype(str) if v.dtype == object else v for k, v in now.items()})
+        np.savez_compressed(
+            args.write, **{k: v.astype(str) if v.dtype == object else v for k, v in now.items()}
+        )
         print(f"wrote {len(now)} columns to {args.write}")
         return 0
     with np.load(args.check) as data:

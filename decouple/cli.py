@@ -48,7 +48,9 @@ def _cmd_run(args) -> int:
     from experiment import single
 
     command = "decouple " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    return single.main(scenario, str(args.scenario), args.seeds, Path(args.out) if args.out else None, command)
+    return single.main(
+        scenario, str(args.scenario), args.seeds, Path(args.out) if args.out else None, command
+    )
 
 
 def _cmd_validate(args) -> int:
@@ -80,19 +82,33 @@ def _cmd_validate(args) -> int:
             print(f"{path}: ok")
     if bad:
         n = len(args.files)
-        print(f"decouple validate: {bad} of {n} file{'s' * (n != 1)} {'has' if bad == 1 else 'have'} errors", file=sys.stderr)
+        print(
+            f"decouple validate: {bad} of {n} file{'s' * (n != 1)} {'has' if bad == 1 else 'have'} errors",
+            file=sys.stderr,
+        )
     return 2 if bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="decouple", description="Scenario model of semiconductor supply-chain decoupling (China's chip self-sufficiency to 2035).")
+    parser = argparse.ArgumentParser(
+        prog="decouple",
+        description="Scenario model of semiconductor supply-chain decoupling (China's chip self-sufficiency to 2035).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run one scenario for N seeds")
     p.add_argument("scenario", help="scenario YAML file")
     p.add_argument("--seeds", type=int, default=20, help="number of replicates (default 20)")
-    p.add_argument("--out", help="output directory (default runs/<scenario>-<timestamp>; must not exist)")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="override a parameter (repeatable)")
+    p.add_argument(
+        "--out", help="output directory (default runs/<scenario>-<timestamp>; must not exist)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a parameter (repeatable)",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("params", help="print every default parameter with its unit and source")
@@ -100,9 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grep", help="only rows containing this text")
     p.set_defaults(func=_cmd_params)
 
-    p = sub.add_parser("validate", help="check scenario files; exit 0 if all are valid, 2 otherwise")
-    p.add_argument("files", nargs="+", metavar="FILE", help="scenario YAML files (their 'extends' parents are checked too)")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="also check a parameter override as `decouple run --set` would apply it (repeatable)")
+    p = sub.add_parser(
+        "validate", help="check scenario files; exit 0 if all are valid, 2 otherwise"
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="scenario YAML files (their 'extends' parents are checked too)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="also check a parameter override as `decouple run --set` would apply it (repeatable)",
+    )
     p.set_defaults(func=_cmd_validate)
 
     from analysis import report

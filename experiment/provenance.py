@@ -7,7 +7,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("decouple", "mesa", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "pyyaml", "matplotlib", "SALib", "tqdm")
+PACKAGES = (
+    "decouple",
+    "mesa",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "pyyaml",
+    "matplotlib",
+    "SALib",
+    "tqdm",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -25,8 +37,16 @@ def git_state(root: Path | None = None) -> dict[str, object]:
     """``{"commit": sha or "unknown", "dirty": bool | None}`` of the project checkout."""
     root = root or Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     if commit.returncode != 0:

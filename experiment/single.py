@@ -43,7 +43,16 @@ def run_seeds(scenario: Scenario, seeds: int, root_entropy: int = DEFAULT_ROOT_E
     return pd.concat(frames, ignore_index=True)
 
 
-def write_run(out: Path, scenario: Scenario, source_file: str, df, seeds: int, root_entropy: int, command: str, started: str) -> None:
+def write_run(
+    out: Path,
+    scenario: Scenario,
+    source_file: str,
+    df,
+    seeds: int,
+    root_entropy: int,
+    command: str,
+    started: str,
+) -> None:
     """Write the run store atomically enough: data first, manifest last."""
     out.mkdir(parents=True, exist_ok=False)
     (out / "resolved").mkdir()
@@ -74,7 +83,9 @@ def write_run(out: Path, scenario: Scenario, source_file: str, df, seeds: int, r
         },
         "parameters": {scenario.name: scenario.resolved_parameters()},
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    (out / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, default=str), encoding="utf-8"
+    )
 
 
 def summary_table(df, column: str = "self_sufficiency_pct") -> str:
@@ -93,7 +104,10 @@ def summary_table(df, column: str = "self_sufficiency_pct") -> str:
 def main(scenario: Scenario, source_file: str, seeds: int, out: Path | None, command: str) -> int:
     out = out or default_out_dir(scenario.name)
     if out.exists():
-        print(f"decouple run: error: {out} already exists; choose another --out (results are never overwritten)", file=sys.stderr)
+        print(
+            f"decouple run: error: {out} already exists; choose another --out (results are never overwritten)",
+            file=sys.stderr,
+        )
         return 2
     started = provenance.now()
     df = run_seeds(scenario, seeds)

@@ -47,7 +47,14 @@ class Buyer(mesa.Agent):
         self.unmet_share = 0.0
         self.domestic_share = 0.0
 
-    def react(self, spillover: float, jump: float, decay: float, market_loss: float, foreign_multiplier: float = 1.0) -> None:
+    def react(
+        self,
+        spillover: float,
+        jump: float,
+        decay: float,
+        market_loss: float,
+        foreign_multiplier: float = 1.0,
+    ) -> None:
         """Update security concern and market after this quarter's purchases.
 
         Args:
@@ -57,7 +64,9 @@ class Buyer(mesa.Agent):
             market_loss: share of demand lost per unit share of demand unmet.
             foreign_multiplier: how much faster foreign customers leave (F18).
         """
-        self.security = min(self.max_security, self.security * (1.0 - decay) + jump * self.blocked_share + spillover)
+        self.security = min(
+            self.max_security, self.security * (1.0 - decay) + jump * self.blocked_share + spillover
+        )
         loss = market_loss * self.unmet_share
         self.market_scale *= max(0.0, 1.0 - loss)
         # Foreign customers leave faster than domestic ones (F18: China two-thirds of revenue).

@@ -28,7 +28,9 @@ def swarm_lines(model, size: int) -> np.ndarray:
 def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:
     """Share of entrants that are frauds; rises when money per firm is plentiful (F19)."""
     base = p["china_firms.fraud_pct_of_entrants"] / 100.0
-    frenzy = p["china_firms.fraud_frenzy_elasticity"] * max(0.0, np.log2(max(money_per_firm_ratio, 1e-9)))
+    frenzy = p["china_firms.fraud_frenzy_elasticity"] * max(
+        0.0, np.log2(max(money_per_firm_ratio, 1e-9))
+    )
     return float(min(0.5, base * (1.0 + frenzy)))
 
 
@@ -41,7 +43,9 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     lines = swarm_lines(model, size)
     weights = rng.lognormal(0.0, 1.0, size)
     if capacity_by_line is None:
-        capacity = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"] * weights
+        capacity = (
+            p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"] * weights
+        )
     else:
         capacity = np.zeros(size)
         for name, total in capacity_by_line.items():
@@ -53,7 +57,9 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     capacity = np.where(fraud, 0.0, capacity)
     backing = rng.lognormal(0.0, 1.0, size)
     cohort = len(model.swarm_cohorts_created)
-    rows = model.firms.add(lines, capacity, gen, backing, model.quarter, champion=False, fraud=fraud, cohort=cohort)
+    rows = model.firms.add(
+        lines, capacity, gen, backing, model.quarter, champion=False, fraud=fraud, cohort=cohort
+    )
     agent = SwarmCohort(model, cohort, model.quarter, model.firms.ids[rows])
     model.swarm_cohorts[cohort] = agent
     model.swarm_cohorts_created.append(model.quarter)
@@ -64,9 +70,13 @@ def enter(model, money_usd_bn: float) -> int:
     """New swarm agents this quarter; returns how many entered."""
     p = model.p
     per_agent = p["china_firms.real_firms_per_agent"]
-    expected = p["china_firms.entry_firms_per_sqrt_usd_bn"] * np.sqrt(max(money_usd_bn, 0.0)) / per_agent
+    expected = (
+        p["china_firms.entry_firms_per_sqrt_usd_bn"] * np.sqrt(max(money_usd_bn, 0.0)) / per_agent
+    )
     count = int(model.rng.poisson(max(expected, 0.0)))
-    alive_swarm = max(1, int((model.firms.alive[: model.firms.n] & ~model.firms.champion[: model.firms.n]).sum()))
+    alive_swarm = max(
+        1, int((model.firms.alive[: model.firms.n] & ~model.firms.champion[: model.firms.n]).sum())
+    )
     ratio = (money_usd_bn / alive_swarm) / model.money_per_firm_reference
     return add_swarm(model, count, None, fraud_probability(p, ratio))
 
@@ -78,7 +88,9 @@ def fail(model) -> tuple[int, float]:
     n = f.n
     alive = f.alive[:n] & ~f.champion[:n]
     hazard = np.full(n, p["china_firms.failure_hazard_pct_per_quarter"] / 100.0)
-    hazard += np.where(f.cash_usd_bn[:n] < 0, p["china_firms.distress_hazard_pct_per_quarter"] / 100.0, 0.0)
+    hazard += np.where(
+        f.cash_usd_bn[:n] < 0, p["china_firms.distress_hazard_pct_per_quarter"] / 100.0, 0.0
+    )
     hazard += np.where(f.fraud[:n], p["china_firms.fraud_exposure_pct_per_quarter"] / 100.0, 0.0)
     draw = model.rng.random(n)
     dying = np.nonzero(alive & (draw < hazard))[0]

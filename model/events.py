@@ -96,7 +96,11 @@ def _pressure(model, ev) -> None:
 
 
 def _funding(model, ev) -> None:
-    amount = ev.amount_usd_bn if ev.amount_usd_bn is not None else ev.amount_rmb_bn / model.p["china.rmb_per_usd"]
+    amount = (
+        ev.amount_usd_bn
+        if ev.amount_usd_bn is not None
+        else ev.amount_rmb_bn / model.p["china.rmb_per_usd"]
+    )
     model.china.add_program(ev.program, amount, ev.quarters, ev.waste_pct, ev.lines)
 
 

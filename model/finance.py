@@ -23,7 +23,10 @@ def private_money(model) -> float:
     """Private capital into Chinese chip firms this quarter, US$ bn."""
     p = model.p
     years = model.year_float - 2014.0
-    vc = p["private.vc_usd_bn_per_quarter_2014"] * (1 + p["private.growth_pct_per_year"] / 100.0) ** years
+    vc = (
+        p["private.vc_usd_bn_per_quarter_2014"]
+        * (1 + p["private.growth_pct_per_year"] / 100.0) ** years
+    )
     vc *= 1.0 + p["private.control_spur"] * model.control_pressure_index
     if model.quarter >= quarter_ordinal(str(p["private.star_market_opens"])):
         vc *= 1.0 + p["private.star_market_boost_pct"] / 100.0
@@ -38,7 +41,9 @@ def allocate(amount: float, weights: np.ndarray) -> np.ndarray:
     return amount * weights / total
 
 
-def distribute_state_money(model, total: float, targeted: list[tuple[float, list | None]]) -> tuple[np.ndarray, np.ndarray]:
+def distribute_state_money(
+    model, total: float, targeted: list[tuple[float, list | None]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-firm state money this quarter: (all money, the part earmarked for R&D).
 
     General money goes to champions first, then to the swarm by backing; a programme that
@@ -67,7 +72,9 @@ def distribute_state_money(model, total: float, targeted: list[tuple[float, list
     return money, rd
 
 
-def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best: np.ndarray, security: float) -> dict:
+def buy_tools(
+    model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best: np.ndarray, security: float
+) -> dict:
     """Fabs buy the tools their capex needs; returns the share of each request obtained.
 
     Each request (a fab's spending at one node generation) needs tools able to make that
@@ -114,10 +121,23 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
         for flag in (False, True):
             m = listed == flag
             if m.any():
-                index, blocked = model.regime.blocked_rows(item, flag, gen[m], model.quarter, model.compliance, model.us_technology, for_expansion=True)
+                index, blocked = model.regime.blocked_rows(
+                    item,
+                    flag,
+                    gen[m],
+                    model.quarter,
+                    model.compliance,
+                    model.us_technology,
+                    for_expansion=True,
+                )
                 open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
                 open_total = open_by_origin.sum(axis=1)
-                split = np.divide(open_by_origin, open_total[:, None], out=np.zeros_like(open_by_origin), where=open_total[:, None] > 0)
+                split = np.divide(
+                    open_by_origin,
+                    open_total[:, None],
+                    out=np.zeros_like(open_by_origin),
+                    where=open_total[:, None] > 0,
+                )
                 foreign_open[m] = open_total[index]
                 per_origin[m] = split[index]
         supply = model.line_supply[FIRM_LINE_INDEX[item]]
@@ -126,7 +146,13 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
             result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
             continue
         # Requests are the rows of a single-column market: one domestic tool pool for all.
-        cleared = clear(need[:, None], want[:, None], foreign_open[:, None], np.array([supply]), adequate[:, None])
+        cleared = clear(
+            need[:, None],
+            want[:, None],
+            foreign_open[:, None],
+            np.array([supply]),
+            adequate[:, None],
+        )
         domestic = cleared.domestic[:, 0]
         foreign = cleared.foreign[:, 0]
         got = np.where(need > 0, (domestic + foreign) / np.where(need > 0, need, 1.0), 1.0)
@@ -139,7 +165,15 @@ def buy_tools(model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best:
     return result
 
 
-def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, private: np.ndarray, best: np.ndarray, talent_factor: float, security: float) -> dict:
+def invest_and_build(
+    model,
+    state_money: np.ndarray,
+    state_rd: np.ndarray,
+    private: np.ndarray,
+    best: np.ndarray,
+    talent_factor: float,
+    security: float,
+) -> dict:
     """Cash, capex, tools, building and depreciation for one quarter.
 
     Returns:
@@ -155,11 +189,22 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     margin = p["firm_finance.operating_margin_pct"] / 100.0
     fab_line = in_lines(line, FAB_LINES)
     fab = honest & fab_line
-    margin_vec = np.where(fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin)
+    margin_vec = np.where(
+        fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin
+    )
     cap_total = f.total_capacity()
-    overhead = p["firm_finance.overhead_pct_of_capacity_per_quarter"] / 100.0 * (cap_total + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"])
+    overhead = (
+        p["firm_finance.overhead_pct_of_capacity_per_quarter"]
+        / 100.0
+        * (
+            cap_total
+            + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
+        )
+    )
     revenue = f.revenue_usd_bn[:n]
-    f.rd_usd_bn[:n] = np.where(honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + state_rd, 0.0)
+    f.rd_usd_bn[:n] = np.where(
+        honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + state_rd, 0.0
+    )
     profit = revenue * margin_vec - overhead
     f.cash_usd_bn[:n] += np.where(alive, profit + state_money - state_rd + private, 0.0)
     # Fraudsters keep what they get; the state's share of it is wasted (F19).
@@ -167,10 +212,19 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     memory_q = p["firm_finance.state_funds_memory_quarters"]
     f.state_funds_usd_bn[:n] = f.state_funds_usd_bn[:n] * (1 - 1.0 / memory_q) + state_money
     # Firms expand when they sell most of what they make; a new firm (no capacity yet) builds.
-    utilisation = np.where(cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0)
+    utilisation = np.where(
+        cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0
+    )
     threshold = p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0
     appetite = np.clip((utilisation - (threshold - 0.25)) / 0.25, 0.0, 1.0)
-    spend = np.where(honest, appetite * p["firm_finance.cash_spend_pct_per_quarter"] / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0)
+    spend = np.where(
+        honest,
+        appetite
+        * p["firm_finance.cash_spend_pct_per_quarter"]
+        / 100.0
+        * np.maximum(f.cash_usd_bn[:n], 0.0),
+        0.0,
+    )
     # Requests: a foundry spends part of its capex at its best node and the rest on mature
     # capacity; other fabs build at their node; non-fab lines need no controlled tools.
     foundry = fab & (line == FIRM_LINE_INDEX["foundry"])
@@ -179,9 +233,13 @@ def invest_and_build(model, state_money: np.ndarray, state_rd: np.ndarray, priva
     fr = np.nonzero(foundry & (spend > 0))[0]
     of = np.nonzero(other_fab)[0]
     req_rows = np.concatenate([fr, fr, of])
-    req_spend = np.concatenate([spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]])
+    req_spend = np.concatenate(
+        [spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]]
+    )
     req_gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], 0.0), f.gen[of]])
-    req_col = np.concatenate([vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)])
+    req_col = np.concatenate(
+        [vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
+    )
     tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
     used_req = req_spend * tools["fraction"]
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])

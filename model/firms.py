@@ -37,7 +37,14 @@ class FirmPopulation:
     gives its current row (-1 once its row is dropped) and ``ids[row]`` the reverse.
     """
 
-    FLOAT_COLS = ("gen", "cash_usd_bn", "backing", "revenue_usd_bn", "rd_usd_bn", "state_funds_usd_bn")
+    FLOAT_COLS = (
+        "gen",
+        "cash_usd_bn",
+        "backing",
+        "revenue_usd_bn",
+        "rd_usd_bn",
+        "state_funds_usd_bn",
+    )
     BOOL_COLS = ("alive", "champion", "fraud", "listed")
 
     def __init__(self, capacity_hint: int = 4096):
@@ -72,7 +79,17 @@ class FirmPopulation:
             arr[: self.n] = old[: self.n]
             setattr(self, name, arr)
 
-    def add(self, line, capacity, gen, backing, quarter: int, champion=False, fraud=False, cohort: int = -1) -> np.ndarray:
+    def add(
+        self,
+        line,
+        capacity,
+        gen,
+        backing,
+        quarter: int,
+        champion=False,
+        fraud=False,
+        cohort: int = -1,
+    ) -> np.ndarray:
         """Append firms; returns their row indices. Array arguments give one value per firm.
 
         ``cohort`` is the swarm cohort the firms belong to (-1 for champions).
@@ -137,7 +154,16 @@ class FirmPopulation:
             return False
         keep = np.nonzero(alive)[0]
         self.row_of[self.ids[:n][~alive]] = -1
-        for name in ("ids", "line", "entered_q", "cohort", *self.FLOAT_COLS, *self.BOOL_COLS, "cap", "pending"):
+        for name in (
+            "ids",
+            "line",
+            "entered_q",
+            "cohort",
+            *self.FLOAT_COLS,
+            *self.BOOL_COLS,
+            "cap",
+            "pending",
+        ):
             arr = getattr(self, name)
             arr[: keep.size] = arr[keep]
         self.n = keep.size
@@ -155,7 +181,11 @@ def in_lines(line: np.ndarray, lines) -> np.ndarray:
 def vintage_column(gen: np.ndarray) -> np.ndarray:
     """Capacity column a foundry builds into at node generation ``gen``."""
     gen = np.asarray(gen, dtype=float)
-    return np.where(gen >= LEADING_MIN_GEN, VINTAGE_LEADING, np.where(gen >= ADVANCED_MIN_GEN, VINTAGE_ADVANCED, VINTAGE_BASE))
+    return np.where(
+        gen >= LEADING_MIN_GEN,
+        VINTAGE_LEADING,
+        np.where(gen >= ADVANCED_MIN_GEN, VINTAGE_ADVANCED, VINTAGE_BASE),
+    )
 
 
 class Firm(mesa.Agent):

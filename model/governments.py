@@ -77,7 +77,10 @@ class USGovernment(mesa.Agent):
         m = self.model
         p = m.p
         q = m.quarter
-        self.pressure = p["us.pressure_per_control_level"] * min(2.0, m.regime.intensity(q) / 6.0) + self.pressure_boost
+        self.pressure = (
+            p["us.pressure_per_control_level"] * min(2.0, m.regime.intensity(q) / 6.0)
+            + self.pressure_boost
+        )
         if self.pressure > 0:
             for ally in m.allies.values():
                 ally.asked = True
@@ -106,9 +109,18 @@ class USGovernment(mesa.Agent):
         if m.china_best_gen >= lowest - p["us.auto_tighten_margin_generations"]:
             new_thr = max(lowest - p["us.auto_tighten_step_generations"], -3.0)
             for item in ("other_equipment", "litho_equipment", "eda_ip"):
-                m.add_control(item=item, target="all", threshold_gen=new_thr, fdp=True, label="auto-tighten")
+                m.add_control(
+                    item=item, target="all", threshold_gen=new_thr, fdp=True, label="auto-tighten"
+                )
             if new_thr < LEADING_MIN_GEN:
-                m.add_control(item="chips_advanced", target="all", threshold_gen=-np.inf, fdp=True, coverage=0.3, label="auto-tighten")
+                m.add_control(
+                    item="chips_advanced",
+                    target="all",
+                    threshold_gen=-np.inf,
+                    fdp=True,
+                    coverage=0.3,
+                    label="auto-tighten",
+                )
             reg.last_tightened_q = q
             m.log_event(f"US auto-tightens tool controls to generation {new_thr:.1f}")
 
@@ -134,10 +146,18 @@ class ChinaGovernment(mesa.Agent):
         """Logit units pushing state-linked buyers toward domestic chips (events change it)."""
         return self.model.p["china.procurement_preference"]
 
-    def add_program(self, name: str, amount_usd_bn: float, quarters: int, waste_pct: float | None, lines) -> None:
+    def add_program(
+        self, name: str, amount_usd_bn: float, quarters: int, waste_pct: float | None, lines
+    ) -> None:
         """Start a funding programme disbursed evenly over ``quarters``."""
         self.programs.append(
-            {"name": name, "per_q": amount_usd_bn / quarters, "left": quarters, "waste": waste_pct, "lines": lines}
+            {
+                "name": name,
+                "per_q": amount_usd_bn / quarters,
+                "left": quarters,
+                "waste": waste_pct,
+                "lines": lines,
+            }
         )
 
     def budget(self) -> tuple[float, float, list[tuple[float, list | None]]]:
@@ -150,7 +170,11 @@ class ChinaGovernment(mesa.Agent):
         m = self.model
         p = m.p
         years_from_2020 = m.year_float - 2020.5
-        central = p["china.central_subsidy_usd_bn_per_year_2020"] / 4.0 * (1 + p["china.subsidy_growth_pct_per_year"] / 100.0) ** years_from_2020
+        central = (
+            p["china.central_subsidy_usd_bn_per_year_2020"]
+            / 4.0
+            * (1 + p["china.subsidy_growth_pct_per_year"] / 100.0) ** years_from_2020
+        )
         total = central
         lost = 0.0
         targeted = []
@@ -172,7 +196,10 @@ class ChinaGovernment(mesa.Agent):
         """Grow the chip workforce (F15 gap, F16 programmes four years after they start)."""
         m = self.model
         p = m.p
-        growth = p["china.talent_supply_growth_pct_per_year"] + p["china.talent_supply_response_pct_per_year"] * m.talent_shortfall
+        growth = (
+            p["china.talent_supply_growth_pct_per_year"]
+            + p["china.talent_supply_response_pct_per_year"] * m.talent_shortfall
+        )
         for start_q, boost in self.talent_programs:
             # New schools graduate their first classes after four years; restrictions bite at once.
             if boost < 0 or m.quarter >= start_q + 16:

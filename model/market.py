@@ -26,7 +26,9 @@ def interpolate_points(points: list, year: float) -> float:
 
 def tier_shares(p: dict, year: float) -> np.ndarray:
     """Shares (sum 1) of China's chip demand by tier; ``mature`` is the remainder."""
-    shares = {t: interpolate_points(p[f"demand.tier_share_pct.{t}"], year) for t in TIERS if t != "mature"}
+    shares = {
+        t: interpolate_points(p[f"demand.tier_share_pct.{t}"], year) for t in TIERS if t != "mature"
+    }
     shares["mature"] = 100.0 - sum(shares.values())
     if shares["mature"] < 0:
         raise ValueError(f"demand tier shares exceed 100% in {year:.0f}: {shares}")
@@ -82,9 +84,15 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     # Empty markets divide by 1 and are then overridden; a tiny positive denominator can
     # overflow the quotient, which the minimum with 1 then caps.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fill_forced = np.where(forced_total > 0, np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)), 1.0)
+        fill_forced = np.where(
+            forced_total > 0,
+            np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)),
+            1.0,
+        )
         left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
-        fill_want = np.where(want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0)
+        fill_want = np.where(
+            want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0
+        )
     domestic = forced * fill_forced + want * fill_want
     foreign = demand * foreign_open - want * fill_want
     unmet = blocked - forced * fill_forced

@@ -159,7 +159,11 @@ def _merge(base: dict, update: dict) -> dict:
     for key, value in update.items():
         if key not in base:
             raise ParameterError(f"'{key}' is not a valid key here; allowed: {', '.join(base)}")
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base[key], dict) else value
+        out[key] = (
+            _merge(base[key], value)
+            if isinstance(value, dict) and isinstance(base[key], dict)
+            else value
+        )
     return out
 
 
@@ -196,4 +200,8 @@ def _fmt(value: Any) -> str:
 def group(values: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Children of a parameter group as ``{child_name: value}`` (e.g. all champions)."""
     head = prefix + "."
-    return {path[len(head):]: v for path, v in values.items() if path.startswith(head) and "." not in path[len(head):]}
+    return {
+        path[len(head) :]: v
+        for path, v in values.items()
+        if path.startswith(head) and "." not in path[len(head) :]
+    }

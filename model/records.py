@@ -13,11 +13,15 @@ from .regimes import ORIGINS
 from .taxonomy import ALLIES, COUNTRIES, OUTPUT_COLUMNS, TIERS, UPSTREAM, gen_to_node_nm
 
 TIER_COLUMNS = tuple(f"self_sufficiency_tier_{t}_pct" for t in TIERS)
-_REVENUE_COLUMNS = tuple((f"foreign_revenue_from_china_usd_bn_{c}", ORIGINS.index(c)) for c in COUNTRIES)
+_REVENUE_COLUMNS = tuple(
+    (f"foreign_revenue_from_china_usd_bn_{c}", ORIGINS.index(c)) for c in COUNTRIES
+)
 _ALLY_COLUMNS = tuple((a, f"ally_alignment_{a}", f"ally_defected_{a}") for a in ALLIES)
 _SEGMENT_COLUMNS = tuple((seg, f"self_sufficiency_segment_{seg}_pct") for seg in UPSTREAM)
 
-INTEGER_COLUMNS = frozenset({"firms_active", "firms_entered", "firms_failed", *(f"ally_defected_{a}" for a in ALLIES)})
+INTEGER_COLUMNS = frozenset(
+    {"firms_active", "firms_entered", "firms_failed", *(f"ally_defected_{a}" for a in ALLIES)}
+)
 
 
 def _pct(part: float, whole: float) -> float:
@@ -32,9 +36,26 @@ class Recorder:
         self.quarters: list[str] = []
         self.rows: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
 
-    def record(self, *, demand_total, demand_k, dom_k, located_k, unmet, upstream, domestic_tools,
-               foreign_tools, foreign_by_origin, frontier, state_total, wasted, private, entered,
-               failed, shortfall) -> None:
+    def record(
+        self,
+        *,
+        demand_total,
+        demand_k,
+        dom_k,
+        located_k,
+        unmet,
+        upstream,
+        domestic_tools,
+        foreign_tools,
+        foreign_by_origin,
+        frontier,
+        state_total,
+        wasted,
+        private,
+        entered,
+        failed,
+        shortfall,
+    ) -> None:
         """Append the row for the model's current quarter."""
         m = self.model
         row = self.rows
@@ -48,7 +69,15 @@ class Recorder:
             if seg in ("litho_equipment", "other_equipment"):
                 item_dom = m.tool_sales[_line(seg)]
                 total = foreign_tools + domestic_tools
-                value = _pct(item_dom, total * (m.p["firm_finance.litho_share_of_tools_pct"] / 100.0 if seg == "litho_equipment" else 1 - m.p["firm_finance.litho_share_of_tools_pct"] / 100.0))
+                value = _pct(
+                    item_dom,
+                    total
+                    * (
+                        m.p["firm_finance.litho_share_of_tools_pct"] / 100.0
+                        if seg == "litho_equipment"
+                        else 1 - m.p["firm_finance.litho_share_of_tools_pct"] / 100.0
+                    ),
+                )
             else:
                 value = _pct(upstream[seg]["domestic"], upstream[seg]["demand"])
             row[col].append(min(100.0, value))
@@ -56,7 +85,9 @@ class Recorder:
         row["china_best_node_nm"].append(float(gen_to_node_nm(m.china_best_gen)))
         row["frontier_node_nm"].append(float(gen_to_node_nm(frontier)))
         row["node_gap_generations"].append(max(0.0, frontier - m.china_best_gen))
-        row["domestic_equipment_share_pct"].append(_pct(domestic_tools, domestic_tools + foreign_tools))
+        row["domestic_equipment_share_pct"].append(
+            _pct(domestic_tools, domestic_tools + foreign_tools)
+        )
         row["china_demand_usd_bn"].append(float(demand_total))
         row["unmet_demand_usd_bn"].append(float(unmet))
         for col, i in _REVENUE_COLUMNS:
@@ -82,7 +113,9 @@ class Recorder:
             "year": np.array([int(q[:4]) for q in self.quarters], dtype=np.int32),
         }
         for c in OUTPUT_COLUMNS:
-            out[c] = np.asarray(self.rows[c], dtype=np.int64 if c in INTEGER_COLUMNS else np.float64)
+            out[c] = np.asarray(
+                self.rows[c], dtype=np.int64 if c in INTEGER_COLUMNS else np.float64
+            )
         return out
 
 

@@ -70,7 +70,7 @@ class ExportControlRegime(mesa.Agent):
         self._version = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._arrays_stamp: tuple[int, int] | None = None
-        self.last_tightened_q = -10**6
+        self.last_tightened_q = -(10**6)
 
     # -- changes ----------------------------------------------------------------------
     def add_rule(self, rule: ControlRule) -> None:
@@ -115,7 +115,9 @@ class ExportControlRegime(mesa.Agent):
         Returns:
             Array (n, origins) of blocked shares in [0, 1].
         """
-        index, rows = self.blocked_rows(item, listed, gen, quarter, compliance, us_technology, for_expansion)
+        index, rows = self.blocked_rows(
+            item, listed, gen, quarter, compliance, us_technology, for_expansion
+        )
         return rows[index]
 
     def blocked_rows(
@@ -139,16 +141,35 @@ class ExportControlRegime(mesa.Agent):
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
         # threshold is at or below ``g``, so its interval is found by bisection.
-        return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))]
+        return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[
+            2 * ITEM_INDEX[item] + int(bool(listed))
+        ]
 
-    def blocked_items(self, items, listed: bool, gen: float, quarter: int, compliance: np.ndarray, us_technology: np.ndarray, for_expansion: bool = False) -> np.ndarray:
+    def blocked_items(
+        self,
+        items,
+        listed: bool,
+        gen: float,
+        quarter: int,
+        compliance: np.ndarray,
+        us_technology: np.ndarray,
+        for_expansion: bool = False,
+    ) -> np.ndarray:
         """(items, origins): :meth:`blocked` of several items at one generation, in one call."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
         combos = np.array([2 * ITEM_INDEX[item] + int(bool(listed)) for item in items])
         row = int(np.searchsorted(thresholds, float(gen), side="right"))
         return 1.0 - tables[combos, row]
 
-    def thresholds_blocked(self, item: str, listed: bool, quarter: int, compliance: np.ndarray, us_technology: np.ndarray, for_expansion: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def thresholds_blocked(
+        self,
+        item: str,
+        listed: bool,
+        quarter: int,
+        compliance: np.ndarray,
+        us_technology: np.ndarray,
+        for_expansion: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
         return thresholds, 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))][1:]
@@ -174,15 +195,28 @@ class ExportControlRegime(mesa.Agent):
             and not us_technology.flags.writeable
         ):
             return last[0], last[1]  # the same question as the last call: no key to build
-        key = (quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
+        key = (
+            quarter,
+            for_expansion,
+            _array_key(compliance),
+            _array_key(us_technology),
+            self.state.reach,
+            len(self.state.rules),
+            self._version,
+        )
         cached = self._cache.get(key)
         if cached is not None:
-            self._last[for_expansion] = (*cached, (quarter, self.state.reach, len(self.state.rules), self._version))
+            self._last[for_expansion] = (
+                *cached,
+                (quarter, self.state.reach, len(self.state.rules), self._version),
+            )
             return cached[0], cached[1]
         if len(self._cache) > 256:
             self._cache.clear()
         rules = self._rule_arrays()
-        open_factor, binds = self._open_factors(rules, quarter, compliance, us_technology, for_expansion)
+        open_factor, binds = self._open_factors(
+            rules, quarter, compliance, us_technology, for_expansion
+        )
         binding = np.nonzero(binds)[0]
         rule_thresholds = rules["threshold_gen"][binding]
         thresholds = np.array(sorted(set(rule_thresholds.tolist())), dtype=float)
@@ -202,12 +236,27 @@ class ExportControlRegime(mesa.Agent):
         tables.flags.writeable = False
         # The arrays are kept with the tables so that an id in the key is never reused.
         self._cache[key] = (thresholds, tables, compliance, us_technology)
-        self._last[for_expansion] = (thresholds, tables, compliance, us_technology, (quarter, self.state.reach, len(self.state.rules), self._version))
+        self._last[for_expansion] = (
+            thresholds,
+            tables,
+            compliance,
+            us_technology,
+            (quarter, self.state.reach, len(self.state.rules), self._version),
+        )
         return thresholds, tables
 
     def _open_factors(self, rules, quarter, compliance, us_technology, for_expansion):
         """(rules, origins) share each rule leaves open this quarter, and whether it binds."""
-        key = ("factors", quarter, for_expansion, _array_key(compliance), _array_key(us_technology), self.state.reach, len(self.state.rules), self._version)
+        key = (
+            "factors",
+            quarter,
+            for_expansion,
+            _array_key(compliance),
+            _array_key(us_technology),
+            self.state.reach,
+            len(self.state.rules),
+            self._version,
+        )
         cached = self._cache.get(key)
         if cached is not None:
             return cached[0], cached[1]

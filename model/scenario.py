@@ -111,7 +111,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 EXTENDS_PATTERN = r"^[^\x00-\x1f]+$"
 
-Quarter = Annotated[str, Field(pattern=QUARTER_PATTERN, description="calendar quarter, e.g. 2021Q4")]
+Quarter = Annotated[
+    str, Field(pattern=QUARTER_PATTERN, description="calendar quarter, e.g. 2021Q4")
+]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 Text = Annotated[str, Field(min_length=1, max_length=5000)]
 Pct = Annotated[float, Field(ge=0, le=100)]
@@ -173,7 +175,9 @@ class ListEntityEvent(_Event):
     @model_validator(mode="after")
     def _swarm_only_fields(self):
         if self.entity != "swarm" and (self.lines is not None or self.share_pct != 100.0):
-            raise ValueError(f"'lines' and 'share_pct' apply only to entity: swarm, not to the named entity '{self.entity}'")
+            raise ValueError(
+                f"'lines' and 'share_pct' apply only to entity: swarm, not to the named entity '{self.entity}'"
+            )
         return self
 
 
@@ -277,8 +281,12 @@ EVENT_CLASSES: tuple[type[_Event], ...] = (
 )
 Event = Annotated[Union[EVENT_CLASSES], Field(discriminator="action")]  # type: ignore[valid-type]  # noqa: UP007 (a tuple of classes)
 #: Event ``action`` values, each handled by :mod:`model.events`.
-EVENT_ACTIONS: tuple[str, ...] = tuple(a for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation))
-_EVENT_CLASS_BY_ACTION = {a: cls for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation)}
+EVENT_ACTIONS: tuple[str, ...] = tuple(
+    a for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation)
+)
+_EVENT_CLASS_BY_ACTION = {
+    a: cls for cls in EVENT_CLASSES for a in get_args(cls.model_fields["action"].annotation)
+}
 
 
 class Distribution(_Strict):
@@ -314,7 +322,9 @@ class Distribution(_Strict):
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if d == "triangular":
             if self.mode is None or not self.low <= self.mode <= self.high:
-                raise ValueError(f"a triangular distribution needs mode between low ({self.low}) and high ({self.high}); found {self.mode}")
+                raise ValueError(
+                    f"a triangular distribution needs mode between low ({self.low}) and high ({self.high}); found {self.mode}"
+                )
         elif self.mode is not None:
             raise ValueError(f"'mode' applies only to dist: triangular, not {d}")
         if d == "loguniform" and self.low <= 0:
@@ -409,7 +419,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}:{self.col}"
-        return (f"{where}: " if where else "") + (f"{self.path}: " if self.path else "") + self.message
+        return (
+            (f"{where}: " if where else "") + (f"{self.path}: " if self.path else "") + self.message
+        )
 
     @classmethod
     def at(cls, doc: YamlDocument, key_path: tuple, message: str) -> Problem:
@@ -458,7 +470,12 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)} item{'s' * (len(value) != 1)}"
     if isinstance(value, dict):
-        return "a mapping (" + ", ".join(map(str, list(value)[:4])) + (", ..." if len(value) > 4 else "") + ")"
+        return (
+            "a mapping ("
+            + ", ".join(map(str, list(value)[:4]))
+            + (", ..." if len(value) > 4 else "")
+            + ")"
+        )
     return type(value).__name__
 
 
@@ -529,8 +546,14 @@ def _num(x: float) -> str:
 def _range_text(b: dict[str, float]) -> str:
     if "ge" in b and "le" in b:
         return f"a number from {_num(b['ge'])} to {_num(b['le'])}"
-    lo = f"at least {_num(b['ge'])}" if "ge" in b else (f"above {_num(b['gt'])}" if "gt" in b else "")
-    hi = f"at most {_num(b['le'])}" if "le" in b else (f"below {_num(b['lt'])}" if "lt" in b else "")
+    lo = (
+        f"at least {_num(b['ge'])}"
+        if "ge" in b
+        else (f"above {_num(b['gt'])}" if "gt" in b else "")
+    )
+    hi = (
+        f"at most {_num(b['le'])}" if "le" in b else (f"below {_num(b['lt'])}" if "lt" in b else "")
+    )
     return "a number " + " and ".join(x for x in (lo, hi) if x)
 
 
@@ -544,7 +567,11 @@ def _patterns(annotation, metadata=()) -> list[str]:
         if isinstance(pat, str):
             found.append(pat)
     for arg in get_args(annotation):
-        found += _patterns(None, getattr(arg, "__metadata__", ())) if hasattr(arg, "__metadata__") else _patterns(arg)
+        found += (
+            _patterns(None, getattr(arg, "__metadata__", ()))
+            if hasattr(arg, "__metadata__")
+            else _patterns(arg)
+        )
     return found
 
 
@@ -571,7 +598,11 @@ def _expected(e: dict, path: tuple, data: Any) -> str | None:
     if t == "literal_error":
         options = _literal_options(e)
         if len(options) > 15:
-            return f"one of the {len(options)} names listed in docs/outputs.md" if "self_sufficiency_pct" in options else f"one of {len(options)} names"
+            return (
+                f"one of the {len(options)} names listed in docs/outputs.md"
+                if "self_sufficiency_pct" in options
+                else f"one of {len(options)} names"
+            )
         return ("one of " + ", ".join(options)) if len(options) > 1 else f"'{options[0]}'"
     if t in ("float_type", "float_parsing"):
         return "a number"
@@ -581,7 +612,11 @@ def _expected(e: dict, path: tuple, data: Any) -> str | None:
         return "a finite number"
     if t == "string_type":
         model, name = _field_of(path, data)
-        pats = _patterns(model.model_fields[name].annotation, model.model_fields[name].metadata) if model else []
+        pats = (
+            _patterns(model.model_fields[name].annotation, model.model_fields[name].metadata)
+            if model
+            else []
+        )
         return _pattern_text(pats[0]) if pats else "text"
     if t in ("bool_type", "bool_parsing"):
         return "true or false"
@@ -591,7 +626,11 @@ def _expected(e: dict, path: tuple, data: Any) -> str | None:
         return "a mapping of keys"
     if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         model, name = _field_of(path, data)
-        b = _bounds(model.model_fields[name].annotation, model.model_fields[name].metadata) if model else {}
+        b = (
+            _bounds(model.model_fields[name].annotation, model.model_fields[name].metadata)
+            if model
+            else {}
+        )
         return _range_text(b or {k: v for k, v in ctx.items() if k in ("ge", "gt", "le", "lt")})
     if t == "string_pattern_mismatch":
         return _pattern_text(ctx.get("pattern", ""))
@@ -618,7 +657,11 @@ def _hint(found: Any, expected: str) -> str:
         if m and f"{m.group(1)}Q{m.group(2)}" != found:
             return f"; did you mean {m.group(1)}Q{m.group(2)}?"
         return ""
-    if isinstance(found, str) and (expected in ("a whole number", "true or false") or expected.startswith("a number")) and _reads_as_value(found):
+    if (
+        isinstance(found, str)
+        and (expected in ("a whole number", "true or false") or expected.startswith("a number"))
+        and _reads_as_value(found)
+    ):
         return "; remove the quotes if it is meant as a value"
     return ""
 
@@ -702,7 +745,11 @@ def _check_parameter(path: str, value: Any) -> str | None:
         default = params_mod.default_value(path)
         if not params_mod._same_shape(default, value):
             hint = ""
-            if isinstance(value, str) and isinstance(default, (bool, int, float)) and _reads_as_value(value):
+            if (
+                isinstance(value, str)
+                and isinstance(default, (bool, int, float))
+                and _reads_as_value(value)
+            ):
                 hint = "; remove the quotes if it is meant as a value"
             return f"parameter '{path}' expects {params_mod._describe(default)}, found {_show(value)}{hint}"
     try:
@@ -727,7 +774,13 @@ def _check_sources(texts: list[tuple[tuple, str]], doc: YamlDocument) -> list[Pr
             continue
         unknown = [f for f in re.findall(r"\bF\d{2}\b", text) if f not in SEED_FIGURES]
         if unknown:
-            problems.append(Problem.at(doc, key_path, f"{', '.join(unknown)} is not a seed figure; ids run from F01 to F32 (seed-figures.md)"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    key_path,
+                    f"{', '.join(unknown)} is not a seed figure; ids run from F01 to F32 (seed-figures.md)",
+                )
+            )
     return problems
 
 
@@ -740,14 +793,30 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
             problems.append(Problem.at(doc, ("parameters", path), msg))
     for path in sf.uncertain:
         if _is_group(path):
-            problems.append(Problem.at(doc, ("uncertain", path), f"'{path}' is a group of parameters; name one parameter by its dotted path"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("uncertain", path),
+                    f"'{path}' is a group of parameters; name one parameter by its dotted path",
+                )
+            )
         elif not params_mod.known_path(path):
-            problems.append(Problem.at(doc, ("uncertain", path), f"unknown parameter '{path}'{suggest(path, params_mod.defaults())}"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("uncertain", path),
+                    f"unknown parameter '{path}'{suggest(path, params_mod.defaults())}",
+                )
+            )
         else:
             default = params_mod.default_value(path)
             if isinstance(default, bool) or not isinstance(default, (int, float)):
                 problems.append(
-                    Problem.at(doc, ("uncertain", path), f"only numeric parameters can be sampled; '{path}' is {_show(default)}")
+                    Problem.at(
+                        doc,
+                        ("uncertain", path),
+                        f"only numeric parameters can be sampled; '{path}' is {_show(default)}",
+                    )
                 )
     sources = [(("sources", i), s) for i, s in enumerate(sf.sources)]
     sources += [(("events", i, "source"), e.source) for i, e in enumerate(sf.events) if e.source]
@@ -756,7 +825,13 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
     for i, ev in enumerate(sf.events):
         if ev.id is not None:
             if ev.id in seen_ids:
-                problems.append(Problem.at(doc, ("events", i, "id"), f"duplicate event id '{ev.id}' (also events[{seen_ids[ev.id]}]); ids must be unique"))
+                problems.append(
+                    Problem.at(
+                        doc,
+                        ("events", i, "id"),
+                        f"duplicate event id '{ev.id}' (also events[{seen_ids[ev.id]}]); ids must be unique",
+                    )
+                )
             seen_ids.setdefault(ev.id, i)
         if isinstance(ev, SetParameterEvent):
             if ev.path.startswith(INIT_ONLY_PREFIXES):
@@ -774,7 +849,13 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
     if sf.start and sf.end and quarter_ordinal(sf.start) > quarter_ordinal(sf.end):
         problems.append(Problem.at(doc, ("end",), f"end {sf.end} is before start {sf.start}"))
     if sf.drop_events and sf.extends is None:
-        problems.append(Problem.at(doc, ("drop_events",), "drop_events removes a parent's events, but this scenario has no 'extends'"))
+        problems.append(
+            Problem.at(
+                doc,
+                ("drop_events",),
+                "drop_events removes a parent's events, but this scenario has no 'extends'",
+            )
+        )
     return problems
 
 
@@ -785,7 +866,17 @@ def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, li
     except YamlInputError as exc:
         return None, None, [_problem_from_text(p) for p in exc.problems]
     if not isinstance(doc.data, dict):
-        return None, doc, [Problem.at(doc, (), f"a scenario file must be a mapping of keys (name: ..., question: ...), found {_show(doc.data)}")]
+        return (
+            None,
+            doc,
+            [
+                Problem.at(
+                    doc,
+                    (),
+                    f"a scenario file must be a mapping of keys (name: ..., question: ...), found {_show(doc.data)}",
+                )
+            ],
+        )
     try:
         sf = ScenarioFile.model_validate(doc.data)
     except ValidationError as exc:
@@ -823,17 +914,37 @@ def parse_override(text: str) -> tuple[str, Any]:
     """
     where = f"--set {text}"
     if not isinstance(text, str) or "=" not in text:
-        raise ScenarioError([Problem(where, "expected PATH=VALUE, e.g. --set china.procurement_preference=1.2")])
+        raise ScenarioError(
+            [Problem(where, "expected PATH=VALUE, e.g. --set china.procurement_preference=1.2")]
+        )
     path, raw = text.split("=", 1)
     path = path.strip()
     if not path:
-        raise ScenarioError([Problem(where, "the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2")])
+        raise ScenarioError(
+            [
+                Problem(
+                    where,
+                    "the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2",
+                )
+            ]
+        )
     if not raw.strip():
-        raise ScenarioError([Problem(where, f"no value after '='; e.g. --set {path}=1.2 (quote text: --set '{path}=\"text\"')")])
+        raise ScenarioError(
+            [
+                Problem(
+                    where,
+                    f"no value after '='; e.g. --set {path}=1.2 (quote text: --set '{path}=\"text\"')",
+                )
+            ]
+        )
     try:
         value = parse_yaml(raw, "--set").data
     except YamlInputError as exc:
-        detail = exc.problems[0].split(": ", 2)[-1] if exc.problems[0].startswith("--set:") else exc.problems[0].split(": ", 1)[-1]
+        detail = (
+            exc.problems[0].split(": ", 2)[-1]
+            if exc.problems[0].startswith("--set:")
+            else exc.problems[0].split(": ", 1)[-1]
+        )
         raise ScenarioError([Problem(where, f"the value is not valid YAML: {detail}")]) from None
     return path, value
 
@@ -842,7 +953,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 _parse_override = parse_override
 
 
-def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None = None) -> Scenario:
+def load_scenario(
+    path: str | Path, overrides: list[str] | dict[str, Any] | None = None
+) -> Scenario:
     """Load a scenario file, resolve its ``extends`` chain and apply ``--set`` overrides.
 
     Args:
@@ -871,7 +984,11 @@ def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None
         if sf.extends is None:
             break
         if len(chain) >= MAX_CHAIN:
-            problems.append(Problem.at(doc, ("extends",), f"'extends' chain longer than {MAX_CHAIN} files; refused"))
+            problems.append(
+                Problem.at(
+                    doc, ("extends",), f"'extends' chain longer than {MAX_CHAIN} files; refused"
+                )
+            )
             break
         found = _find_parent(sf.extends, display, real)
         if found is None:
@@ -880,7 +997,11 @@ def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None
             ref_dir, _, ref_stem = sf.extends.rpartition("/")
             here = real.parent / ref_dir
             try:
-                stems = sorted({p.stem for p in here.glob("*.yaml")} - {real.stem}) if here.is_dir() else []
+                stems = (
+                    sorted({p.stem for p in here.glob("*.yaml")} - {real.stem})
+                    if here.is_dir()
+                    else []
+                )
             except (OSError, ValueError):  # unreadable directory or impossible name
                 stems = []
             prefix = f"{ref_dir}/" if ref_dir else ""
@@ -897,7 +1018,13 @@ def load_scenario(path: str | Path, overrides: list[str] | dict[str, Any] | None
         display, real = found
         if real in seen:
             cycle = " -> ".join(p.name for p in seen + [real])
-            problems.append(Problem.at(doc, ("extends",), f"'extends' forms a cycle: {cycle}; a scenario cannot inherit from itself"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("extends",),
+                    f"'extends' forms a cycle: {cycle}; a scenario cannot inherit from itself",
+                )
+            )
             break
     if problems:
         raise ScenarioError(problems)
@@ -908,12 +1035,24 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
     """Merge a valid chain (child first) by the module's merge rules and check the result."""
     chain = list(reversed(chain))
     problems: list[Problem] = []
-    merged: dict[str, Any] = {"parameters": {}, "uncertain": {}, "events": [], "sources": [], "expects": []}
+    merged: dict[str, Any] = {
+        "parameters": {},
+        "uncertain": {},
+        "events": [],
+        "sources": [],
+        "expects": [],
+    }
     origin: dict[int, tuple[YamlDocument, int]] = {}
     names: list[str] = []
     for sf, doc in chain:
         if sf.name in names:
-            problems.append(Problem.at(doc, ("name",), f"name '{sf.name}' is already used by a scenario this one extends; give it its own name"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("name",),
+                    f"name '{sf.name}' is already used by a scenario this one extends; give it its own name",
+                )
+            )
         names.append(sf.name)
         for key in ("name", "question", "description", "start", "end"):
             if getattr(sf, key) is not None:
@@ -927,7 +1066,11 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
             for i, d in enumerate(sf.drop_events):
                 if d not in known:
                     problems.append(
-                        Problem.at(doc, ("drop_events", i), f"no inherited event has id '{d}'{suggest(d, known)}")
+                        Problem.at(
+                            doc,
+                            ("drop_events", i),
+                            f"no inherited event has id '{d}'{suggest(d, known)}",
+                        )
                     )
             merged["events"] = [e for e in merged["events"] if e.id not in sf.drop_events]
         for i, ev in enumerate(sf.events):
@@ -956,7 +1099,9 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
             except ScenarioError as exc:
                 problems += exc.details
     for p, v, shown in items:
-        msg = _check_parameter(p, v) if isinstance(p, str) and p else f"'{p}' is not a parameter path"
+        msg = (
+            _check_parameter(p, v) if isinstance(p, str) and p else f"'{p}' is not a parameter path"
+        )
         if msg:
             problems.append(Problem(shown, msg))
         else:
@@ -967,13 +1112,19 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
     try:
         scenario = Scenario.model_validate(merged)
     except ValidationError as exc:  # pragma: no cover - every part was validated above
-        raise ScenarioError([f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]) from None
+        raise ScenarioError(
+            [f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]
+        ) from None
     # A child that ends the horizon earlier than its parents simply does not reach the
     # parents' later events; only events a file dates after its own horizon are an error.
     top_doc = chain[-1][1]
     if chain[-1][0].end is not None:
         last = quarter_ordinal(scenario.end)
-        kept = [e for e in scenario.events if quarter_ordinal(e.at) <= last or origin[id(e)][0] is top_doc]
+        kept = [
+            e
+            for e in scenario.events
+            if quarter_ordinal(e.at) <= last or origin[id(e)][0] is top_doc
+        ]
         if len(kept) != len(scenario.events):
             scenario = scenario.model_copy(update={"events": kept})
     problems = _check_resolved(scenario, chain, origin)
@@ -1004,20 +1155,46 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
 
     first, last = quarter_ordinal(sc.start), quarter_ordinal(sc.end)
     if first > last:
-        problems.append(Problem.at(where_key("end"), ("end",), f"end {sc.end} is before start {sc.start}"))
+        problems.append(
+            Problem.at(where_key("end"), ("end",), f"end {sc.end} is before start {sc.start}")
+        )
     if first < quarter_ordinal(EARLIEST_START):
-        problems.append(Problem.at(where_key("start"), ("start",), f"start {sc.start} is before {EARLIEST_START}, where the model's data begin"))
+        problems.append(
+            Problem.at(
+                where_key("start"),
+                ("start",),
+                f"start {sc.start} is before {EARLIEST_START}, where the model's data begin",
+            )
+        )
     if last > quarter_ordinal(LATEST_END):
-        problems.append(Problem.at(where_key("end"), ("end",), f"end {sc.end} is after {LATEST_END}; the model's demand and technology paths are not meaningful that far out"))
+        problems.append(
+            Problem.at(
+                where_key("end"),
+                ("end",),
+                f"end {sc.end} is after {LATEST_END}; the model's demand and technology paths are not meaningful that far out",
+            )
+        )
     for ev in sc.events:
         if quarter_ordinal(ev.at) > last:
             doc, i = origin[id(ev)]
-            problems.append(Problem.at(doc, ("events", i, "at"), f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}; move it or extend 'end'"))
+            problems.append(
+                Problem.at(
+                    doc,
+                    ("events", i, "at"),
+                    f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}; move it or extend 'end'",
+                )
+            )
     first_year, last_year = parse_quarter(sc.start)[0], parse_quarter(sc.end)[0]
     ancestors = sc.lineage[:-1]
     for i, ex in enumerate(sc.expects):
         if not first_year <= ex.year <= last_year:
-            problems.append(Problem.at(top, ("expects", i, "year"), f"expected a year from {first_year} to {last_year} (the horizon), found {ex.year}"))
+            problems.append(
+                Problem.at(
+                    top,
+                    ("expects", i, "year"),
+                    f"expected a year from {first_year} to {last_year} (the horizon), found {ex.year}",
+                )
+            )
         if ex.vs not in ancestors:
             problems.append(
                 Problem.at(

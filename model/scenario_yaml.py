@@ -110,7 +110,11 @@ def load_yaml(path: str | Path) -> YamlDocument:
     except (OSError, ValueError) as exc:
         raise YamlInputError([f"{path}: cannot read the file ({exc})"]) from None
     if is_dir:
-        raise YamlInputError([f"{path}: is a directory, not a scenario file (to check every scenario in it: {path}/*.yaml)"])
+        raise YamlInputError(
+            [
+                f"{path}: is a directory, not a scenario file (to check every scenario in it: {path}/*.yaml)"
+            ]
+        )
     if not exists:
         raise YamlInputError([f"{path}: no such file"])
     try:
@@ -119,13 +123,23 @@ def load_yaml(path: str | Path) -> YamlDocument:
     except OSError as exc:
         raise YamlInputError([f"{path}: cannot read the file ({exc.strerror or exc})"]) from None
     if len(raw) > MAX_BYTES:
-        raise YamlInputError([f"{path}: file is larger than {MAX_BYTES:,} bytes; a scenario file is a few kB of YAML"])
+        raise YamlInputError(
+            [
+                f"{path}: file is larger than {MAX_BYTES:,} bytes; a scenario file is a few kB of YAML"
+            ]
+        )
     if b"\x00" in raw:
-        raise YamlInputError([f"{path}: binary file (it contains NUL bytes); a scenario is a YAML text file"])
+        raise YamlInputError(
+            [f"{path}: binary file (it contains NUL bytes); a scenario is a YAML text file"]
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise YamlInputError([f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); save the file as UTF-8"]) from None
+        raise YamlInputError(
+            [
+                f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); save the file as UTF-8"
+            ]
+        ) from None
     return parse_yaml(text, path)
 
 
@@ -139,7 +153,11 @@ def parse_yaml(text: str, path: str | Path = "<string>") -> YamlDocument:
         YamlInputError: with located messages.
     """
     if len(text) > MAX_BYTES:
-        raise YamlInputError([f"{path}: text is longer than {MAX_BYTES:,} characters; a scenario file is a few kB of YAML"])
+        raise YamlInputError(
+            [
+                f"{path}: text is longer than {MAX_BYTES:,} characters; a scenario file is a few kB of YAML"
+            ]
+        )
     if len(text) <= _CACHE_MAX_TEXT:
         return _parse_cached(text, str(path))
     return _parse(text, Path(path))
@@ -164,7 +182,9 @@ def _parse(text: str, path: Path) -> YamlDocument:
         except yaml.YAMLError as exc:
             raise YamlInputError([_syntax_message(exc, path)]) from None
         if node is None:
-            raise YamlInputError([f"{path}:1:1: the file is empty; a scenario needs at least 'name' and 'question'"])
+            raise YamlInputError(
+                [f"{path}:1:1: the file is empty; a scenario needs at least 'name' and 'question'"]
+            )
         doc = YamlDocument(path=path, data=None)
         doc.data = _Builder(doc, loader).build(node, (), 0)
         return doc
@@ -186,7 +206,9 @@ class _Loader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 m = self.peek_event().start_mark
                 raise YamlInputError(
-                    [f"{self._path}:{m.line + 1}:{m.column + 1}: nesting deeper than {MAX_DEPTH} levels; refused (a scenario needs about six)"]
+                    [
+                        f"{self._path}:{m.line + 1}:{m.column + 1}: nesting deeper than {MAX_DEPTH} levels; refused (a scenario needs about six)"
+                    ]
                 )
             return super().compose_node(parent, index)
         finally:
@@ -206,7 +228,9 @@ def _syntax_message(exc: yaml.YAMLError, path: Path, text: str | None = None) ->
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     if context == "expected a single document in the stream":
-        problem = "the file holds more than one YAML document ('---'); a scenario file is one document"
+        problem = (
+            "the file holds more than one YAML document ('---'); a scenario file is one document"
+        )
     elif "found character '\\t'" in problem:
         problem = "a tab character cannot indent YAML; indent with spaces"
     else:
@@ -224,10 +248,19 @@ def _syntax_message(exc: yaml.YAMLError, path: Path, text: str | None = None) ->
 #: PyYAML's parser messages, said in terms of what to fix.
 _FRIENDLY: tuple[tuple[str, str], ...] = (
     ("expected <block end>", "this line's indentation does not line up with the lines above it"),
-    ("mapping values are not allowed here", "unexpected ':' (put text containing ': ' in quotes, or check the indentation)"),
+    (
+        "mapping values are not allowed here",
+        "unexpected ':' (put text containing ': ' in quotes, or check the indentation)",
+    ),
     ("could not find expected ':'", "a key is missing its ':' (or a quoted text is not closed)"),
-    ("found undefined alias", "an alias (*name) refers to an anchor (&name) that is not defined above it"),
-    ("found unexpected end of stream", "the file ends inside a quoted text or a [list] / {mapping}"),
+    (
+        "found undefined alias",
+        "an alias (*name) refers to an anchor (&name) that is not defined above it",
+    ),
+    (
+        "found unexpected end of stream",
+        "the file ends inside a quoted text or a [list] / {mapping}",
+    ),
     ("expected ',' or ']'", "a [list] is not closed with ']'"),
     ("expected ',' or '}'", "a {mapping} is not closed with '}'"),
 )
@@ -246,7 +279,7 @@ def _describe_scalar(value: Any) -> str:
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_STD):] if tag.startswith(_STD) else tag
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
 
 
 class _Builder:
@@ -260,14 +293,26 @@ class _Builder:
     def _fail(self, node, key_path: tuple, message: str):
         m = node.start_mark
         dotted = dotted_path(key_path)
-        raise YamlInputError([f"{self.doc.path}:{m.line + 1}:{m.column + 1}: " + (f"{dotted}: " if dotted else "") + message])
+        raise YamlInputError(
+            [
+                f"{self.doc.path}:{m.line + 1}:{m.column + 1}: "
+                + (f"{dotted}: " if dotted else "")
+                + message
+            ]
+        )
 
     def build(self, node, key_path: tuple, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            self._fail(node, (), f"the document expands to more than {MAX_NODES:,} values through aliases (*name); refused (a 'billion laughs' bomb?)")
+            self._fail(
+                node,
+                (),
+                f"the document expands to more than {MAX_NODES:,} values through aliases (*name); refused (a 'billion laughs' bomb?)",
+            )
         if depth > MAX_DEPTH:
-            self._fail(node, key_path, f"nesting deeper than {MAX_DEPTH} levels through aliases; refused")
+            self._fail(
+                node, key_path, f"nesting deeper than {MAX_DEPTH} levels through aliases; refused"
+            )
         mark = node.start_mark
         self.doc.marks.setdefault(key_path, (mark.line + 1, mark.column + 1))
         if isinstance(node, yaml.MappingNode):
@@ -275,7 +320,9 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _STD + "seq":
                 self._bad_tag(node, key_path)
-            return [self.build(child, key_path + (i,), depth + 1) for i, child in enumerate(node.value)]
+            return [
+                self.build(child, key_path + (i,), depth + 1) for i, child in enumerate(node.value)
+            ]
         return self._scalar(node, key_path)
 
     def _mapping(self, node, key_path: tuple, depth: int) -> dict:
@@ -284,13 +331,25 @@ class _Builder:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _STD + "merge":
-                self._fail(key_node, key_path, "merge keys ('<<') are not supported; to build on another scenario use 'extends', otherwise write the keys out")
+                self._fail(
+                    key_node,
+                    key_path,
+                    "merge keys ('<<') are not supported; to build on another scenario use 'extends', otherwise write the keys out",
+                )
             if not isinstance(key_node, yaml.ScalarNode):
                 self._fail(key_node, key_path, "a key must be plain text, not a list or mapping")
             key = self._scalar(key_node, key_path)
             if not isinstance(key, str):
-                hint = " (YAML reads yes/no/on/off/true/false as booleans)" if isinstance(key, bool) else ""
-                self._fail(key_node, key_path, f"keys must be text, found {_describe_scalar(key)}{hint}; put the key in quotes")
+                hint = (
+                    " (YAML reads yes/no/on/off/true/false as booleans)"
+                    if isinstance(key, bool)
+                    else ""
+                )
+                self._fail(
+                    key_node,
+                    key_path,
+                    f"keys must be text, found {_describe_scalar(key)}{hint}; put the key in quotes",
+                )
             if key in out:
                 first = self.doc.marks.get(key_path + (key,), ("?", "?"))
                 self._fail(
@@ -312,11 +371,21 @@ class _Builder:
             value = self.loader.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, OverflowError, TypeError):
             # e.g. an integer of thousands of digits or an impossible date (2021-13-45).
-            self._fail(node, key_path, f"cannot read the value {str(node.value)[:40]!r} as {node.tag.removeprefix(_STD)}; put it in quotes if it is text")
+            self._fail(
+                node,
+                key_path,
+                f"cannot read the value {str(node.value)[:40]!r} as {node.tag.removeprefix(_STD)}; put it in quotes if it is text",
+            )
         if isinstance(value, float) and not math.isfinite(value):
-            self._fail(node, key_path, f"'{node.value}' is not a finite number; scenario numbers must be finite")
+            self._fail(
+                node,
+                key_path,
+                f"'{node.value}' is not a finite number; scenario numbers must be finite",
+            )
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
-            self._fail(node, key_path, f"the integer {node.value[:40]} is too large (limit {MAX_INT:,})")
+            self._fail(
+                node, key_path, f"the integer {node.value[:40]} is too large (limit {MAX_INT:,})"
+            )
         if isinstance(value, _dt.datetime):
             value = value.replace(tzinfo=None) if value.tzinfo else value
         return value

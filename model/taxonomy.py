@@ -38,7 +38,14 @@ CONTROLLABLE: tuple[str, ...] = tuple(f"chips_{t}" for t in TIERS) + (
 )
 
 #: Foreign firms' home countries (``eu`` stands for European countries other than the Netherlands).
-COUNTRIES: tuple[str, ...] = ("united_states", "netherlands", "japan", "south_korea", "taiwan", "eu")
+COUNTRIES: tuple[str, ...] = (
+    "united_states",
+    "netherlands",
+    "japan",
+    "south_korea",
+    "taiwan",
+    "eu",
+)
 COUNTRY_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTRIES)}
 
 #: US allies that choose how far to align with US export controls.

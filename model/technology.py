@@ -89,7 +89,8 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
     if not fab.any():
         return ceiling
     domestic = {
-        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]] + p["frontier.multipatterning_bonus_generations"],
+        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]]
+        + p["frontier.multipatterning_bonus_generations"],
         "other_equipment": best[FIRM_LINE_INDEX["other_equipment"]],
         "eda_ip": best[FIRM_LINE_INDEX["eda_ip"]],
     }
@@ -120,13 +121,27 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     rd_ratio = 4.0 * f.rd_usd_bn[:n] / ref[line]
     rd_factor = np.clip(rd_ratio, 1e-3, 9.0) ** p["technology.rd_elasticity"]
     behind = np.maximum(0.0, frontiers[line] - gen)
-    step = 0.25 * rates[line] * talent_factor * rd_factor * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
+    step = (
+        0.25
+        * rates[line]
+        * talent_factor
+        * rd_factor
+        * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
+    )
     ceiling = node_ceilings(model, best)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
         u = model.rng.random((2, champs.size))
-        step[champs] += np.where(u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0, p["technology.breakthrough_generations"], 0.0)
-        step[champs] -= np.where(u[1] < p["technology.setback_pct_per_quarter"] / 100.0, p["technology.setback_generations"], 0.0)
+        step[champs] += np.where(
+            u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0,
+            p["technology.breakthrough_generations"],
+            0.0,
+        )
+        step[champs] -= np.where(
+            u[1] < p["technology.setback_pct_per_quarter"] / 100.0,
+            p["technology.setback_generations"],
+            0.0,
+        )
     new = np.minimum(gen + np.maximum(step, 0.0), np.maximum(gen, ceiling))
     # A setback delays progress but never undoes a node already in production.
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)

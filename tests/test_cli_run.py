@@ -20,7 +20,15 @@ def _short_scenario(tmp_path):
                 "name": "short",
                 "question": "Does a short run work?",
                 "end": "2016Q4",
-                "events": [{"at": "2014Q4", "action": "funding_program", "program": "big_fund_1", "amount_rmb_bn": 139, "quarters": 20}],
+                "events": [
+                    {
+                        "at": "2014Q4",
+                        "action": "funding_program",
+                        "program": "big_fund_1",
+                        "amount_rmb_bn": 139,
+                        "quarters": 20,
+                    }
+                ],
             }
         )
     )
@@ -29,7 +37,21 @@ def _short_scenario(tmp_path):
 
 def test_run_writes_trajectories_manifest_and_summary(tmp_path, capsys):
     out = tmp_path / "store"
-    assert main(["run", str(_short_scenario(tmp_path)), "--seeds", "2", "--out", str(out), "--set", "china.procurement_preference=0.7"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(_short_scenario(tmp_path)),
+                "--seeds",
+                "2",
+                "--out",
+                str(out),
+                "--set",
+                "china.procurement_preference=0.7",
+            ]
+        )
+        == 0
+    )
     df = pd.read_parquet(out / "trajectories.parquet")
     assert len(df) == 2 * 12
     assert list(df.columns[:5]) == ["scenario", "seed", "sample", "quarter", "year"]
@@ -38,7 +60,9 @@ def test_run_writes_trajectories_manifest_and_summary(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     entry = manifest["scenarios"]["short"]
     assert len(entry["hash"]) == 64
-    assert entry["file_sha256"] == hashlib.sha256(_short_scenario(tmp_path).read_bytes()).hexdigest()
+    assert (
+        entry["file_sha256"] == hashlib.sha256(_short_scenario(tmp_path).read_bytes()).hexdigest()
+    )
     assert entry["resolved"]["parameters"] == {"china.procurement_preference": 0.7}
     assert manifest["parameters"]["short"]["china.procurement_preference"] == 0.7
     assert manifest["seeds"] == 2 and manifest["packages"]["mesa"].startswith("3.5")
@@ -57,7 +81,22 @@ def test_run_refuses_an_existing_directory(tmp_path, capsys):
 
 
 def test_run_reports_a_bad_override(tmp_path, capsys):
-    assert main(["run", str(_short_scenario(tmp_path)), "--set", "china.procurement_preferenc=1", "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(_short_scenario(tmp_path)),
+                "--set",
+                "china.procurement_preferenc=1",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)" in err
+    assert (
+        "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)"
+        in err
+    )
     assert not (tmp_path / "x").exists()

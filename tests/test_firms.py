@@ -43,7 +43,9 @@ def test_ids_keep_growing_after_compaction():
 
 
 def test_swarm_cohorts_count_exactly_their_live_members():
-    model = DecouplingModel(load_scenario("scenarios/baseline.yaml"), rng=replicate_seed(20211013, 3))
+    model = DecouplingModel(
+        load_scenario("scenarios/baseline.yaml"), rng=replicate_seed(20211013, 3)
+    )
     model.run_for(30)
     f = model.firms
     n = f.n
@@ -69,7 +71,14 @@ def test_swarm_cohorts_count_exactly_their_live_members():
 def test_line_best_gen_counts_firms_with_a_real_share_of_their_line():
     pop = FirmPopulation(16)
     # foundry: a big firm at gen 2, a tiny one at gen 6 (below 5% of the line), a champion at gen 4
-    pop.add([FOUNDRY, FOUNDRY, FOUNDRY], [10.0, 0.1, 0.01], [2.0, 6.0, 4.0], 1.0, quarter=0, champion=np.array([False, False, True]))
+    pop.add(
+        [FOUNDRY, FOUNDRY, FOUNDRY],
+        [10.0, 0.1, 0.01],
+        [2.0, 6.0, 4.0],
+        1.0,
+        quarter=0,
+        champion=np.array([False, False, True]),
+    )
     # memory: a fraud at gen 9 does not count
     pop.add([MEMORY, MEMORY], [1.0, 5.0], [1.0, 9.0], 1.0, quarter=0, fraud=np.array([False, True]))
     best = technology.line_best_gen(pop)

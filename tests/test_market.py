@@ -23,7 +23,11 @@ unit = st.floats(0.0, 1.0)
 def test_demand_is_split_exactly(demand, want, open_, supply):
     res = clear(demand, want, open_, supply)
     np.testing.assert_allclose(res.domestic + res.foreign + res.unmet, demand, atol=1e-9)
-    assert (res.domestic >= -1e-12).all() and (res.foreign >= -1e-12).all() and (res.unmet >= -1e-12).all()
+    assert (
+        (res.domestic >= -1e-12).all()
+        and (res.foreign >= -1e-12).all()
+        and (res.unmet >= -1e-12).all()
+    )
     assert (res.domestic.sum(axis=0) <= supply + 1e-9).all()
 
 
@@ -46,7 +50,13 @@ def test_no_domestic_supply_leaves_blocked_demand_unmet():
 
 
 def test_inadequate_domestic_supply_cannot_replace_blocked_imports():
-    res = clear(np.array([[10.0]]), np.array([[1.0]]), np.array([[0.5]]), np.array([100.0]), adequate=np.array([[0.0]]))
+    res = clear(
+        np.array([[10.0]]),
+        np.array([[1.0]]),
+        np.array([[0.5]]),
+        np.array([100.0]),
+        adequate=np.array([[0.0]]),
+    )
     assert res.domestic[0, 0] == 0.0
     assert res.foreign[0, 0] == 5.0
     assert res.unmet[0, 0] == 5.0

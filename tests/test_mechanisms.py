@@ -17,13 +17,20 @@ US_CONTROL_ACTIONS = ("control", "list_entity", "extraterritorial_reach")
 
 
 def _without(scenario: Scenario, actions) -> Scenario:
-    return scenario.model_copy(update={"events": [e for e in scenario.events if e.action not in actions]})
+    return scenario.model_copy(
+        update={"events": [e for e in scenario.events if e.action not in actions]}
+    )
 
 
 def _allies_forced(scenario: Scenario, value: float) -> Scenario:
     events = [e for e in scenario.events if e.action != "ally_alignment"]
-    events += [AllyAlignmentEvent(at="2014Q1", action="ally_alignment", ally=a, alignment=value) for a in ALLIES]
-    return scenario.model_copy(update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at))})
+    events += [
+        AllyAlignmentEvent(at="2014Q1", action="ally_alignment", ally=a, alignment=value)
+        for a in ALLIES
+    ]
+    return scenario.model_copy(
+        update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at))}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +77,9 @@ def test_controlled_item_never_reaches_listed_entity_while_binding(baseline):
         ListEntityEvent(at="2019Q2", action="list_entity", entity="flagship"),
         ControlEvent(at="2021Q1", action="control", item="chips_advanced", target="listed"),
     ]
-    scenario = baseline.model_copy(update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at)), "end": "2023Q4"})
+    scenario = baseline.model_copy(
+        update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at)), "end": "2023Q4"}
+    )
     delivered_before, delivered_while = [], []
     for model in _step_with_ledger(scenario):
         value = model.ledger.get(("chips_advanced", True, "united_states"))
@@ -97,7 +106,9 @@ def test_same_seed_same_trajectory_and_different_seeds_differ(baseline):
 def test_champion_listed_before_it_enters_is_listed_on_entry(baseline):
     events = [e for e in baseline.events if e.at <= "2017Q4"]
     events.append(ListEntityEvent(at="2015Q1", action="list_entity", entity="memory_nand"))
-    scenario = baseline.model_copy(update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at)), "end": "2017Q4"})
+    scenario = baseline.model_copy(
+        update={"events": sorted(events, key=lambda e: quarter_ordinal(e.at)), "end": "2017Q4"}
+    )
     model = DecouplingModel(scenario, rng=replicate_seed(7, 0))
     model.run_for(12)  # to 2016Q4; the NAND champion enters in 2016Q3
     assert "memory_nand" in model.champions

@@ -41,16 +41,24 @@ def test_every_parameter_is_read_by_the_model():
 
 
 def test_override_replaces_a_value():
-    values = P.resolve({"china.procurement_preference": 1.25, "allies.initial_alignment.japan": 0.9})
+    values = P.resolve(
+        {"china.procurement_preference": 1.25, "allies.initial_alignment.japan": 0.9}
+    )
     assert values["china.procurement_preference"] == 1.25
     assert values["allies.initial_alignment"]["japan"] == 0.9
-    assert values["allies.initial_alignment"]["netherlands"] == P.defaults()["allies.initial_alignment"].value["netherlands"]
+    assert (
+        values["allies.initial_alignment"]["netherlands"]
+        == P.defaults()["allies.initial_alignment"].value["netherlands"]
+    )
 
 
 def test_unknown_parameter_suggests_the_nearest():
     with pytest.raises(P.ParameterError) as exc:
         P.resolve({"china.procurement_preferenc": 1})
-    assert str(exc.value) == "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)"
+    assert (
+        str(exc.value)
+        == "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)"
+    )
 
 
 def test_wrong_type_names_what_is_expected():
@@ -62,7 +70,9 @@ def test_wrong_type_names_what_is_expected():
 def test_unknown_key_inside_a_mapping():
     with pytest.raises(P.ParameterError) as exc:
         P.resolve({"allies.initial_alignment.netherland": 0.5})
-    assert str(exc.value).startswith("parameter 'allies.initial_alignment.netherland': 'netherland' is not a key of 'allies.initial_alignment' (did you mean 'netherlands'?)")
+    assert str(exc.value).startswith(
+        "parameter 'allies.initial_alignment.netherland': 'netherland' is not a key of 'allies.initial_alignment' (did you mean 'netherlands'?)"
+    )
 
 
 def test_params_table_lists_every_parameter(capsys):

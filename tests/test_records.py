@@ -36,7 +36,9 @@ def test_every_recorded_column_is_documented_and_vice_versa():
 def test_records_have_one_row_per_quarter(baseline):
     from model.run import simulate
 
-    short = baseline.model_copy(update={"end": "2015Q4", "events": [e for e in baseline.events if e.at <= "2015Q4"]})
+    short = baseline.model_copy(
+        update={"end": "2015Q4", "events": [e for e in baseline.events if e.at <= "2015Q4"]}
+    )
     cols = simulate(short, 0)
     assert list(cols["quarter"]) == [f"{y}Q{q}" for y in (2014, 2015) for q in (1, 2, 3, 4)]
     assert list(cols["year"]) == [2014] * 4 + [2015] * 4

@@ -14,12 +14,23 @@ US, NL, TW, OTHER = (ORIGINS.index(c) for c in ("united_states", "netherlands", 
 
 @pytest.fixture
 def regime():
-    model = DecouplingModel(Scenario(name="empty", question="q", start="2014Q1", end="2014Q4"), rng=1)
+    model = DecouplingModel(
+        Scenario(name="empty", question="q", start="2014Q1", end="2014Q4"), rng=1
+    )
     return ExportControlRegime(model, "test")
 
 
 def _rule(**kw):
-    base = dict(item=1, target="all", threshold_gen=-np.inf, coverage=1.0, licence=0.0, foreign_direct_product=False, enforced_by=frozenset(), effective_q=10)
+    base = dict(
+        item=1,
+        target="all",
+        threshold_gen=-np.inf,
+        coverage=1.0,
+        licence=0.0,
+        foreign_direct_product=False,
+        enforced_by=frozenset(),
+        effective_q=10,
+    )
     base.update(kw)
     return ControlRule(**base)
 
@@ -27,7 +38,9 @@ def _rule(**kw):
 def _blocked(regime, listed=False, gen=0.0, quarter=10, alignment=0.5, tech=0.9, expansion=False):
     comp = np.array([1.0] + [alignment] * 5 + [0.0])
     us_tech = np.full(len(ORIGINS), tech)
-    return regime.blocked("chips_advanced", listed, gen, quarter, comp, us_tech, for_expansion=expansion)[0]
+    return regime.blocked(
+        "chips_advanced", listed, gen, quarter, comp, us_tech, for_expansion=expansion
+    )[0]
 
 
 def test_listed_rule_blocks_us_completely_without_leakage(regime):
@@ -55,7 +68,9 @@ def test_foreign_direct_product_rule_reaches_non_aligned_origins(regime):
 
 
 def test_threshold_enforced_by_and_dates(regime):
-    regime.add_rule(_rule(threshold_gen=threshold_to_gen(16), enforced_by=frozenset({"netherlands"})))
+    regime.add_rule(
+        _rule(threshold_gen=threshold_to_gen(16), enforced_by=frozenset({"netherlands"}))
+    )
     assert _blocked(regime, gen=threshold_to_gen(28))[US] == 0.0  # below the threshold: not covered
     covered = _blocked(regime, gen=threshold_to_gen(7), alignment=0.0)
     assert covered[NL] == pytest.approx(covered[US])  # the Netherlands enforces it regardless
@@ -66,7 +81,9 @@ def test_stockpiles_soften_rules_for_new_capacity_only(regime):
     regime.add_rule(_rule(target="listed"))
     quarters = regime.model.p["controls.stockpile_quarters"]
     assert _blocked(regime, listed=True, quarter=10, expansion=True)[US] == 0.0
-    assert _blocked(regime, listed=True, quarter=10 + quarters // 2, expansion=True)[US] == pytest.approx(0.5)
+    assert _blocked(regime, listed=True, quarter=10 + quarters // 2, expansion=True)[
+        US
+    ] == pytest.approx(0.5)
     assert _blocked(regime, listed=True, quarter=10 + quarters, expansion=True)[US] == 1.0
     assert _blocked(regime, listed=True, quarter=10)[US] == 1.0
 
@@ -78,14 +95,20 @@ def test_licences_reduce_the_block(regime):
     assert _blocked(regime, listed=True)[US] == 0.0
 
 
-def _reference_blocked(regime, item, listed, gen, quarter, compliance, us_technology, for_expansion):
+def _reference_blocked(
+    regime, item, listed, gen, quarter, compliance, us_technology, for_expansion
+):
     """Rule by rule, buyer by buyer: the definition that the regime's cached tables implement."""
     leakage = regime.model.p["controls.leakage_pct"] / 100.0
     stockpile_q = regime.model.p["controls.stockpile_quarters"]
     g = np.atleast_1d(np.asarray(gen, dtype=float))
     open_share = np.ones((g.size, len(ORIGINS)))
     for r in regime.state.rules:
-        if r.item != ITEM_INDEX[item] or r.effective_q > quarter or (r.target == "listed" and not listed):
+        if (
+            r.item != ITEM_INDEX[item]
+            or r.effective_q > quarter
+            or (r.target == "listed" and not listed)
+        ):
             continue
         strength = r.coverage * (1.0 - r.licence)
         if for_expansion and stockpile_q > 0:
@@ -120,7 +143,13 @@ def test_cached_tables_equal_the_rule_by_rule_definition(regime):
                     coverage=float(rng.uniform(0, 1)),
                     licence=float(rng.choice([0.0, rng.uniform(0, 1)])),
                     foreign_direct_product=bool(rng.integers(2)),
-                    enforced_by=frozenset(rng.choice(["netherlands", "japan", "taiwan"], int(rng.integers(0, 3)), replace=False)),
+                    enforced_by=frozenset(
+                        rng.choice(
+                            ["netherlands", "japan", "taiwan"],
+                            int(rng.integers(0, 3)),
+                            replace=False,
+                        )
+                    ),
                     effective_q=int(rng.integers(0, 20)),
                 )
             )
@@ -128,13 +157,26 @@ def test_cached_tables_equal_the_rule_by_rule_definition(regime):
         us_tech = rng.uniform(0, 1, len(ORIGINS))
         quarter = int(rng.integers(0, 25))
         gens = rng.uniform(-6, 8, 30)
-        gens[:5] = [r.threshold_gen for r in regime.state.rules[:5]] + [0.0] * (5 - min(5, len(regime.state.rules)))
+        gens[:5] = [r.threshold_gen for r in regime.state.rules[:5]] + [0.0] * (
+            5 - min(5, len(regime.state.rules))
+        )
         for item in items:
             for listed in (False, True):
                 for expansion in (False, True):
-                    ref = _reference_blocked(regime, item, listed, gens, quarter, comp, us_tech, expansion)
-                    assert np.array_equal(regime.blocked(item, listed, gens, quarter, comp, us_tech, for_expansion=expansion), ref)
-                    index, rows = regime.blocked_rows(item, listed, gens, quarter, comp, us_tech, for_expansion=expansion)
+                    ref = _reference_blocked(
+                        regime, item, listed, gens, quarter, comp, us_tech, expansion
+                    )
+                    assert np.array_equal(
+                        regime.blocked(
+                            item, listed, gens, quarter, comp, us_tech, for_expansion=expansion
+                        ),
+                        ref,
+                    )
+                    index, rows = regime.blocked_rows(
+                        item, listed, gens, quarter, comp, us_tech, for_expansion=expansion
+                    )
                     assert np.array_equal(rows[index], ref)
-                    one = regime.blocked_items([item], listed, gens[7], quarter, comp, us_tech, for_expansion=expansion)[0]
+                    one = regime.blocked_items(
+                        [item], listed, gens[7], quarter, comp, us_tech, for_expansion=expansion
+                    )[0]
                     assert np.array_equal(one, ref[7])

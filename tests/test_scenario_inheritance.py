@@ -73,7 +73,11 @@ def test_child_merges_by_the_documented_rules(tree):
     assert sc.lineage == ["baseline", "parent", "child"]
     assert (sc.start, sc.end) == ("2014Q1", "2034Q4")
     # parameters: key by key, child wins
-    assert sc.parameters == {"china.procurement_preference": 0.8, "us.lobbying_weight": 1.0, "technology.rd_elasticity": 0.6}
+    assert sc.parameters == {
+        "china.procurement_preference": 0.8,
+        "us.lobbying_weight": 1.0,
+        "technology.rd_elasticity": 0.6,
+    }
     # uncertain: child wins; a parameter the child fixes is no longer uncertain
     assert set(sc.uncertain) == {"china.talent_elasticity"}
     assert sc.uncertain["china.talent_elasticity"].dist == "triangular"
@@ -81,18 +85,28 @@ def test_child_merges_by_the_documented_rules(tree):
     ids = [e.id for e in sc.events]
     assert "p1" not in ids and "p2" in ids and "c1" in ids
     assert ids.index("c1") < ids.index("p2")
-    assert [e.at for e in sc.events] == sorted((e.at for e in sc.events), key=lambda q: (int(q[:4]), q[-1]))
+    assert [e.at for e in sc.events] == sorted(
+        (e.at for e in sc.events), key=lambda q: (int(q[:4]), q[-1])
+    )
     # sources appended without duplicates; expects: the child's own only
     assert sc.sources[-3:] == ["F29: surge", "F05: envelope", "F15: talent"]
     assert sc.expects == []
 
 
 def test_set_overrides_win_and_fix_uncertain_parameters(tree):
-    sc = load_scenario(tree("p2", "name: p2\nquestion: q?\nextends: parent\n"), ["us.lobbying_weight=2", "china.talent_elasticity=0.9"])
+    sc = load_scenario(
+        tree("p2", "name: p2\nquestion: q?\nextends: parent\n"),
+        ["us.lobbying_weight=2", "china.talent_elasticity=0.9"],
+    )
     assert sc.parameters["us.lobbying_weight"] == 2
     assert sc.parameters["china.talent_elasticity"] == 0.9
     assert "china.talent_elasticity" not in sc.uncertain
-    assert load_scenario(tree("p3", "name: p3\nquestion: q?\nextends: parent\n"), {"us.auto_tighten": True}).parameters["us.auto_tighten"] is True
+    assert (
+        load_scenario(
+            tree("p3", "name: p3\nquestion: q?\nextends: parent\n"), {"us.auto_tighten": True}
+        ).parameters["us.auto_tighten"]
+        is True
+    )
 
 
 def test_same_quarter_events_keep_file_order_parents_first(tree):
@@ -119,7 +133,10 @@ def test_extends_with_explicit_suffix_and_subdirectory(tree, tmp_path):
 
 
 def test_errors_in_a_parent_name_the_parent(tree, tmp_path):
-    tree("bad_parent", "name: bad_parent\nquestion: q?\nextends: baseline\nparameters: {china.procurment_preference: 1}\n")
+    tree(
+        "bad_parent",
+        "name: bad_parent\nquestion: q?\nextends: baseline\nparameters: {china.procurment_preference: 1}\n",
+    )
     child = tree("kid", "name: kid\nquestion: q?\nextends: bad_parent\n")
     with pytest.raises(ScenarioError) as err:
         load_scenario(child)
@@ -145,7 +162,11 @@ def test_all_problems_of_a_file_are_reported_at_once(tree, tmp_path):
     )
     with pytest.raises(ScenarioError) as err:
         load_scenario(child)
-    assert [p.split(": ", 2)[1] for p in err.value.problems] == ["events[0].ally", "events[0].alignment", "events[1]"]
+    assert [p.split(": ", 2)[1] for p in err.value.problems] == [
+        "events[0].ally",
+        "events[0].alignment",
+        "events[1]",
+    ]
 
 
 def test_resolved_scenario_round_trips_and_hash_is_stable():
@@ -175,7 +196,11 @@ def test_docs_examples_validate(tmp_path):
     import re
 
     shutil.copy(ROOT / "scenarios" / "baseline.yaml", tmp_path / "baseline.yaml")
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8"), re.DOTALL)
+    blocks = re.findall(
+        r"```yaml\n(.*?)```",
+        (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8"),
+        re.DOTALL,
+    )
     assert len(blocks) >= 4
     head = "name: doc_example\nquestion: q?\nextends: baseline\n"
     for i, block in enumerate(blocks):
@@ -193,7 +218,11 @@ def test_child_with_earlier_end_drops_parents_later_events(tmp_path):
     scenario = load_scenario(child)
     assert scenario.end == "2016Q4"
     assert [e.id for e in scenario.events] == ["big_fund_1"]
-    child.write_text(child.read_text() + "events:\n  - {at: 2017Q1, action: us_pressure, add: 0.1}\n")
+    child.write_text(
+        child.read_text() + "events:\n  - {at: 2017Q1, action: us_pressure, add: 0.1}\n"
+    )
     with pytest.raises(ScenarioError) as exc:
         load_scenario(child)
-    assert exc.value.problems == [f"{child}:6:6: events[0].at: event 'us_pressure' at 2017Q1 is after the horizon's end 2016Q4; move it or extend 'end'"]
+    assert exc.value.problems == [
+        f"{child}:6:6: events[0].at: event 'us_pressure' at 2017Q1 is after the horizon's end 2016Q4; move it or extend 'end'"
+    ]

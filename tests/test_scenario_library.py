@@ -51,7 +51,9 @@ def _expectation_cases():
     for path in LIBRARY:
         sc = _load(path)
         for ex in sc.expects:
-            cases.append(pytest.param(sc.name, ex, id=f"{sc.name}-{ex.output}-{ex.year}-{ex.direction}"))
+            cases.append(
+                pytest.param(sc.name, ex, id=f"{sc.name}-{ex.output}-{ex.year}-{ex.direction}")
+            )
     return cases
 
 
@@ -88,9 +90,13 @@ def run_library(seeds=SEEDS, baseline_frame=None) -> dict[str, list[dict[str, di
     return results
 
 
-def paired_differences(results, name: str, output: str, year: int, vs: str = "baseline") -> np.ndarray:
+def paired_differences(
+    results, name: str, output: str, year: int, vs: str = "baseline"
+) -> np.ndarray:
     """Scenario minus ``vs``, one difference per replicate."""
-    return np.array([s[output][year] - b[output][year] for s, b in zip(results[name], results[vs], strict=True)])
+    return np.array(
+        [s[output][year] - b[output][year] for s, b in zip(results[name], results[vs], strict=True)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +129,9 @@ def test_library_file_contract(path):
     assert sf.extends == "baseline"
     assert sf.question.strip().endswith("?")
     assert sf.description, "explain the story and where the numbers come from"
-    assert any(re.search(r"\bF\d{2}\b", s) for s in sf.sources), "cite at least one seed figure (F01-F32)"
+    assert any(re.search(r"\bF\d{2}\b", s) for s in sf.sources), (
+        "cite at least one seed figure (F01-F32)"
+    )
     assert sf.expects, "state the direction of effect against the baseline"
     assert all(ex.vs == "baseline" for ex in sf.expects)
     assert all(ev.source for ev in sf.events), "every event says where its numbers come from"
@@ -155,7 +163,9 @@ def test_entities_exist():
     from model.scenario import ENTITIES
 
     values = parameters.resolve()
-    known = set(parameters.group(values, "sourcing.buyers")) | set(parameters.group(values, "china_firms.champions"))
+    known = set(parameters.group(values, "sourcing.buyers")) | set(
+        parameters.group(values, "china_firms.champions")
+    )
     assert set(ENTITIES) <= known
 
 
@@ -212,7 +222,9 @@ def test_init_only_prefixes_match_the_model(monkeypatch):
 
     init_only = {k for k in init - run if k in leaves or any(x.startswith(k + ".") for x in leaves)}
     assert sorted(k for k in init_only if not covered(k)) == [], "add these to INIT_ONLY_PREFIXES"
-    stale = [x for x in INIT_ONLY_PREFIXES if not any(k == x or k.startswith(x + ".") for k in leaves)]
+    stale = [
+        x for x in INIT_ONLY_PREFIXES if not any(k == x or k.startswith(x + ".") for k in leaves)
+    ]
     assert stale == [], "these INIT_ONLY_PREFIXES name no parameter"
 
 
@@ -224,19 +236,26 @@ def test_expected_direction(results, name, expectation):
     """The median over replicates of the paired difference has the stated sign."""
     diffs = paired_differences(results, name, expectation.output, expectation.year, expectation.vs)
     median = float(np.median(diffs))
-    base = float(np.median([r[expectation.output][expectation.year] for r in results[expectation.vs]]))
+    base = float(
+        np.median([r[expectation.output][expectation.year] for r in results[expectation.vs]])
+    )
     detail = (
         f"{name} vs {expectation.vs}: {expectation.output} in {expectation.year}: median paired difference "
         f"{median:+.4g} (baseline median {base:.4g}; {int((diffs > 0).sum())} of {len(diffs)} replicates higher), "
         f"expected {expectation.direction}"
     )
-    ok = {"higher": median > 0, "lower": median < 0, "different": median != 0}[expectation.direction]
+    ok = {"higher": median > 0, "lower": median < 0, "different": median != 0}[
+        expectation.direction
+    ]
     assert ok, detail
 
 
 def table(results) -> str:
     """Markdown table of every expectation's median paired difference (for reports)."""
-    rows = ["| scenario | output | year | expected | baseline median | median difference | replicates higher | ok |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| scenario | output | year | expected | baseline median | median difference | replicates higher | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for path in LIBRARY:
         sc = _load(path)
         for ex in sc.expects:

@@ -49,18 +49,55 @@ scalars = st.one_of(
     st.integers(min_value=-(10**20), max_value=10**20),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
-    st.sampled_from(["2025Q1", "2014Q1", "2099Q4", "2025Q5", "baseline", "free", "netherlands", "control", "us.auto_tighten", "F29"]),
+    st.sampled_from(
+        [
+            "2025Q1",
+            "2014Q1",
+            "2099Q4",
+            "2025Q5",
+            "baseline",
+            "free",
+            "netherlands",
+            "control",
+            "us.auto_tighten",
+            "F29",
+        ]
+    ),
 )
 keys = st.one_of(
     st.text(max_size=12),
     st.sampled_from(
-        ["name", "question", "extends", "events", "parameters", "uncertain", "expects", "start", "end", "at", "action",
-         "item", "ally", "alignment", "dist", "low", "high", "mode", "drop_events", "sources", "path", "value"]
+        [
+            "name",
+            "question",
+            "extends",
+            "events",
+            "parameters",
+            "uncertain",
+            "expects",
+            "start",
+            "end",
+            "at",
+            "action",
+            "item",
+            "ally",
+            "alignment",
+            "dist",
+            "low",
+            "high",
+            "mode",
+            "drop_events",
+            "sources",
+            "path",
+            "value",
+        ]
     ),
 )
 values = st.recursive(
     scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(keys, children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -133,7 +170,9 @@ def mutated(draw):
         else:
             old = parent[last]
             parent[last] = draw(
-                st.sampled_from([str(old), [old], {"x": old}, None, True, 1e9, -1, "", "2026-01-01"])
+                st.sampled_from(
+                    [str(old), [old], {"x": old}, None, True, 1e9, -1, "", "2026-01-01"]
+                )
             )
     return doc
 
@@ -147,7 +186,31 @@ def test_mutated_library_documents(doc):
 @SETTINGS
 @given(
     base=st.sampled_from(LIBRARY),
-    edits=st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["", ":", "- ", "{", "]", "&a ", "*a", "!!", "\t", "\n", "  ", "'", "<<: ", "\x07", "?"])), max_size=4),
+    edits=st.lists(
+        st.tuples(
+            st.floats(0, 1),
+            st.sampled_from(
+                [
+                    "",
+                    ":",
+                    "- ",
+                    "{",
+                    "]",
+                    "&a ",
+                    "*a",
+                    "!!",
+                    "\t",
+                    "\n",
+                    "  ",
+                    "'",
+                    "<<: ",
+                    "\x07",
+                    "?",
+                ]
+            ),
+        ),
+        max_size=4,
+    ),
 )
 def test_text_edits(base, edits):
     text = base.read_text(encoding="utf-8")
@@ -158,12 +221,43 @@ def test_text_edits(base, edits):
 
 
 @SETTINGS
-@given(overrides=st.lists(st.one_of(st.text(max_size=30), st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["us.auto_tighten", "china.procurement_preference", "allies.initial_alignment", "allies.initial_alignment.japan", "x", ""]), st.text(max_size=20))), max_size=3))
+@given(
+    overrides=st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.builds(
+                lambda k, v: f"{k}={v}",
+                st.sampled_from(
+                    [
+                        "us.auto_tighten",
+                        "china.procurement_preference",
+                        "allies.initial_alignment",
+                        "allies.initial_alignment.japan",
+                        "x",
+                        "",
+                    ]
+                ),
+                st.text(max_size=20),
+            ),
+        ),
+        max_size=3,
+    )
+)
 def test_random_overrides(overrides):
     _check(_dump({"name": "child", "question": "q?", "extends": "baseline"}), overrides)
 
 
-@pytest.mark.parametrize("text", ["[" * 10_000, "a: " + "{" * 5000, "- " * 3000 + "x", "&a [*a]", "x: *nope", "\ufeffname: bom\nquestion: q?"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 10_000,
+        "a: " + "{" * 5000,
+        "- " * 3000 + "x",
+        "&a [*a]",
+        "x: *nope",
+        "\ufeffname: bom\nquestion: q?",
+    ],
+)
 def test_pathological_texts(text):
     _check(text)
 
