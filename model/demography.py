@@ -15,23 +15,30 @@ import numpy as np
 from .firms import FIRM_LINE_INDEX, FIRM_LINES, SwarmCohort
 from .parameters import group
 
+#: Floor of the money-per-firm ratio before its logarithm (no money at all).
+RATIO_FLOOR = 1e-9
+
+
+def line_mix(p: dict) -> np.ndarray:
+    """Shares (sum 1) of swarm entrants by firm line, from ``china_firms.swarm_line_mix_pct``."""
+    mix_pct = group(p, "china_firms.swarm_line_mix_pct")
+    mix = np.array([mix_pct[name] for name in FIRM_LINES], dtype=float)
+    return mix / mix.sum()
+
 
 def swarm_lines(model, size: int) -> np.ndarray:
-    """Draw firm lines for ``size`` swarm agents from the entrant line mix (read once per model)."""
-    if not hasattr(model, "_line_mix"):
-        mix_pct = group(model.p, "china_firms.swarm_line_mix_pct")
-        mix = np.array([mix_pct[name] for name in FIRM_LINES], dtype=float)
-        model._line_mix = mix / mix.sum()
-    return model.rng.choice(len(FIRM_LINES), size=size, p=model._line_mix).astype(np.int8)
+    """Draw firm lines for ``size`` swarm agents from the model's entrant line mix."""
+    return model.rng.choice(len(FIRM_LINES), size=size, p=model.swarm_line_mix).astype(np.int8)
 
 
 def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:
     """Share of entrants that are frauds; rises when money per firm is plentiful (F19)."""
     base = p["china_firms.fraud_pct_of_entrants"] / 100.0
     frenzy = p["china_firms.fraud_frenzy_elasticity"] * max(
-        0.0, np.log2(max(money_per_firm_ratio, 1e-9))
+        0.0, np.log2(max(money_per_firm_ratio, RATIO_FLOOR))
     )
-    return float(min(0.5, base * (1.0 + frenzy)))
+    cap = p["china_firms.fraud_max_pct_of_entrants"] / 100.0
+    return float(min(cap, base * (1.0 + frenzy)))
 
 
 def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud_p: float) -> int:
@@ -41,7 +48,7 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     p = model.p
     rng = model.rng
     lines = swarm_lines(model, size)
-    weights = rng.lognormal(0.0, 1.0, size)
+    weights = rng.lognormal(0.0, p["china_firms.swarm_capacity_sigma"], size)
     if capacity_by_line is None:
         capacity = (
             p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"] * weights
@@ -55,7 +62,7 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     gen = model.line_best[lines] + p["china_firms.swarm_gen_offset_generations"]
     fraud = rng.random(size) < fraud_p
     capacity = np.where(fraud, 0.0, capacity)
-    backing = rng.lognormal(0.0, 1.0, size)
+    backing = rng.lognormal(0.0, p["china_firms.swarm_backing_sigma"], size)
     cohort = len(model.swarm_cohorts_created)
     rows = model.firms.add(
         lines, capacity, gen, backing, model.quarter, champion=False, fraud=fraud, cohort=cohort

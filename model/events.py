@@ -1,47 +1,114 @@
 """Scenario events: dated policy changes applied to the model at the start of a quarter.
 
-Each event type of :mod:`model.scenario` maps to one change of agent state here, so a
-scenario file never needs code. A control binds from the quarter of its event; tools bought
-ahead of it (stockpiles) soften it for fabs' expansion during ``controls.stockpile_quarters``
-(see :mod:`model.regimes`).
+Each event action of the scenario schema (:mod:`model.scenario`) has one
+:class:`EventAction` subclass here whose :meth:`~EventAction.apply` changes the agents
+through their public methods, so a scenario file never needs code. Every schema action must
+have a class: a missing one fails at import (and in ``tests/test_events.py``), not mid-run.
+A control binds from the quarter of its event; tools bought ahead of it (stockpiles)
+soften it for fabs' expansion during ``controls.stockpile_quarters`` (see
+:mod:`model.regimes`).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import ClassVar
 
-from . import parameters as params_mod
-from .firms import FIRM_LINE_INDEX
+from .firms import FIRM_LINE_INDEX, in_lines
 from .regimes import threshold_to_gen
+from .scenario import EVENT_ACTIONS
 
 
-def apply_event(model, ev) -> None:
-    """Apply one scenario event to ``model``."""
-    action = ev.action
-    handler = _HANDLERS[action]
-    handler(model, ev)
-    model.regime._version += 1  # any event may change what the regime blocks
-    model.log_event(f"{action} {ev.note or ''}".strip())
+class EventAction:
+    """One kind of scenario event; subclasses name their ``action`` and implement ``apply``.
+
+    Args:
+        event: the validated event (its fields are the schema's for this action).
+    """
+
+    action: ClassVar[str]
+    #: Several schema actions one class handles (instead of ``action``).
+    actions: ClassVar[tuple[str, ...]] = ()
+    registry: ClassVar[dict[str, type[EventAction]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        names = cls.__dict__.get("actions") or (cls.action,)
+        for name in names:
+            EventAction.registry[name] = cls
+
+    def __init__(self, event):
+        self.event = event
+
+    def apply(self, model) -> None:
+        """Change the model's agents as the event says."""
+        raise NotImplementedError
 
 
-def _control(model, ev) -> None:
-    model.add_control(
-        item=ev.item,
-        target=ev.target,
-        threshold_gen=threshold_to_gen(ev.threshold_nm),
-        fdp=ev.foreign_direct_product,
-        coverage=ev.coverage_pct / 100.0,
-        licence=ev.licence_pct / 100.0,
-        enforced_by=ev.enforced_by,
-        label=ev.id or ev.note or "",
-    )
+class Control(EventAction):
+    """A new export-control rule."""
+
+    action = "control"
+
+    def apply(self, model) -> None:
+        """Add the rule to the regime, effective this quarter."""
+        ev = self.event
+        model.add_control(
+            item=ev.item,
+            target=ev.target,
+            threshold_gen=threshold_to_gen(ev.threshold_nm),
+            fdp=ev.foreign_direct_product,
+            coverage=ev.coverage_pct / 100.0,
+            licence=ev.licence_pct / 100.0,
+            enforced_by=ev.enforced_by,
+            label=ev.id or ev.note or "",
+        )
 
 
-def _relax(model, ev) -> None:
-    model.regime.relax(ev.item, ev.target, ev.licence_pct)
+class RelaxControl(EventAction):
+    """Licences granted again on rules already in force."""
+
+    action = "relax_control"
+
+    def apply(self, model) -> None:
+        """Raise the licence share of the matching rules."""
+        model.regime.relax(self.event.item, self.event.target, self.event.licence_pct)
 
 
-def _entities(model, name: str):
+class ListEntity(EventAction):
+    """An entity put on (or taken off) the Entity List."""
+
+    actions = ("list_entity", "delist_entity")
+
+    def apply(self, model) -> None:
+        """List or delist a buyer, a champion, or a random share of the swarm."""
+        ev = self.event
+        listed = ev.action == "list_entity"
+        if ev.entity == "swarm":
+            self._swarm(model, listed)
+            return
+        agents = _entities(model, ev.entity)
+        if not agents:
+            # A champion that has not entered yet is listed when it enters (or delisted).
+            if listed:
+                model.pending_listings.add(ev.entity)
+            else:
+                model.pending_listings.discard(ev.entity)
+            return
+        for agent in agents:
+            agent.entity_listed = listed
+
+    def _swarm(self, model, listed: bool) -> None:
+        ev = self.event
+        f = model.firms
+        n = f.n
+        rows = f.alive[:n] & ~f.champion[:n]
+        if ev.lines:
+            rows &= in_lines(f.line[:n], [FIRM_LINE_INDEX[x] for x in ev.lines])
+        draw = model.rng.random(n) < ev.share_pct / 100.0
+        f.listed[:n] = (f.listed[:n] & ~(rows & draw)) | (rows & draw & listed)
+
+
+def _entities(model, name: str) -> list:
     """Agents behind an entity name: a buyer (with its design arm for the flagship) or a firm."""
     out = []
     if name in model.buyers:
@@ -53,92 +120,113 @@ def _entities(model, name: str):
     return out
 
 
-def _list(model, ev) -> None:
-    flag = ev.action == "list_entity"
-    if ev.entity == "swarm":
-        f = model.firms
-        n = f.n
-        rows = f.alive[:n] & ~f.champion[:n]
-        if ev.lines:
-            rows &= np.isin(f.line[:n], [FIRM_LINE_INDEX[x] for x in ev.lines])
-        draw = model.rng.random(n) < ev.share_pct / 100.0
-        f.listed[:n] = (f.listed[:n] & ~(rows & draw)) | (rows & draw & flag)
-        return
-    agents = _entities(model, ev.entity)
-    if not agents:
-        # A champion that has not entered yet is listed when it enters (or delisted).
-        if flag:
-            model.pending_listings.add(ev.entity)
-        else:
-            model.pending_listings.discard(ev.entity)
-        return
-    for a in agents:
-        a.entity_listed = flag
+class ExtraterritorialReach(EventAction):
+    """How far foreign direct product rules reach third-country items."""
+
+    action = "extraterritorial_reach"
+
+    def apply(self, model) -> None:
+        """Set the regime's reach."""
+        model.regime.set_reach(self.event.reach)
 
 
-def _reach(model, ev) -> None:
-    model.regime.state.reach = ev.reach
+class Leakage(EventAction):
+    """The share of country-wide controlled trade that still reaches China."""
+
+    action = "leakage"
+
+    def apply(self, model) -> None:
+        """Set ``controls.leakage_pct`` from this quarter on."""
+        model.set_parameter("controls.leakage_pct", self.event.leakage_pct)
 
 
-def _leakage(model, ev) -> None:
-    model.p["controls.leakage_pct"] = ev.leakage_pct
+class AllyAlignment(EventAction):
+    """An ally's alignment forced to a value, or handed back to its own choice."""
+
+    action = "ally_alignment"
+
+    def apply(self, model) -> None:
+        """Force the ally's alignment (or free it)."""
+        alignment = self.event.alignment
+        model.allies[self.event.ally].force(None if alignment == "free" else float(alignment))
 
 
-def _alignment(model, ev) -> None:
-    ally = model.allies[ev.ally]
-    ally.forced = None if ev.alignment == "free" else float(ev.alignment)
-    if ally.forced is not None:
-        ally.alignment = ally.forced
+class UsPressure(EventAction):
+    """Extra US pressure on allies (diplomacy beyond what its own controls imply)."""
+
+    action = "us_pressure"
+
+    def apply(self, model) -> None:
+        """Add to the US's pressure boost."""
+        model.us.pressure_boost += self.event.add
 
 
-def _pressure(model, ev) -> None:
-    model.us.pressure_boost += ev.add
+class FundingProgram(EventAction):
+    """A Chinese state funding programme (Big Fund phases, a whole-nation surge)."""
+
+    action = "funding_program"
+
+    def apply(self, model) -> None:
+        """Start the programme, its amount in US$ (RMB converted at ``china.rmb_per_usd``)."""
+        ev = self.event
+        amount = (
+            ev.amount_usd_bn
+            if ev.amount_usd_bn is not None
+            else ev.amount_rmb_bn / model.p["china.rmb_per_usd"]
+        )
+        model.china.add_program(ev.program, amount, ev.quarters, ev.waste_pct, ev.lines)
 
 
-def _funding(model, ev) -> None:
-    amount = (
-        ev.amount_usd_bn
-        if ev.amount_usd_bn is not None
-        else ev.amount_rmb_bn / model.p["china.rmb_per_usd"]
-    )
-    model.china.add_program(ev.program, amount, ev.quarters, ev.waste_pct, ev.lines)
+class ProcurementPreference(EventAction):
+    """China's push on state-linked buyers toward domestic chips."""
+
+    action = "procurement_preference"
+
+    def apply(self, model) -> None:
+        """Set ``china.procurement_preference`` from this quarter on."""
+        model.set_parameter("china.procurement_preference", self.event.preference)
 
 
-def _procurement(model, ev) -> None:
-    model.p["china.procurement_preference"] = ev.preference
+class Countermeasure(EventAction):
+    """Chinese countermeasures: blocking rules, sanctions law, mineral export controls."""
+
+    action = "countermeasure"
+
+    def apply(self, model) -> None:
+        """Raise (or lower) China's countermeasure level; start mineral controls."""
+        model.china.add_countermeasure(self.event.add, self.event.minerals)
 
 
-def _countermeasure(model, ev) -> None:
-    c = model.china
-    c.countermeasure_level = min(1.0, max(0.0, c.countermeasure_level + ev.add))
-    c.minerals_controlled = c.minerals_controlled or ev.minerals
+class TalentProgram(EventAction):
+    """A change in the growth of China's chip workforce (new schools, restrictions)."""
+
+    action = "talent_program"
+
+    def apply(self, model) -> None:
+        """Register the programme; it takes effect after its lag (F16)."""
+        model.china.add_talent_program(self.event.boost_pct_per_year)
 
 
-def _talent(model, ev) -> None:
-    model.china.talent_programs.append((model.quarter, ev.boost_pct_per_year))
+class SetParameter(EventAction):
+    """Any parameter changed from this quarter on."""
+
+    action = "set_parameter"
+
+    def apply(self, model) -> None:
+        """Set the parameter (checked like a scenario override)."""
+        model.set_parameter(self.event.path, self.event.value)
 
 
-def _set_parameter(model, ev) -> None:
-    resolved = params_mod.resolve({ev.path: ev.value})
-    if ev.path in model.p:
-        model.p[ev.path] = resolved[ev.path]
-    else:
-        parent = ev.path.rpartition(".")[0]
-        model.p[parent] = {**model.p[parent], ev.path.rpartition(".")[2]: ev.value}
+_missing = sorted(set(EVENT_ACTIONS) - set(EventAction.registry))
+if _missing:
+    raise ImportError(f"model.events: scenario actions without an EventAction class: {_missing}")
 
 
-_HANDLERS = {
-    "control": _control,
-    "relax_control": _relax,
-    "list_entity": _list,
-    "delist_entity": _list,
-    "extraterritorial_reach": _reach,
-    "leakage": _leakage,
-    "ally_alignment": _alignment,
-    "us_pressure": _pressure,
-    "funding_program": _funding,
-    "procurement_preference": _procurement,
-    "countermeasure": _countermeasure,
-    "talent_program": _talent,
-    "set_parameter": _set_parameter,
-}
+def apply_event(model, ev) -> None:
+    """Apply one scenario event to ``model`` and log it."""
+    EventAction.registry[ev.action](ev).apply(model)
+    model.regime.invalidate()  # any event may change what the regime blocks
+    model.log_event(f"{ev.action} {ev.note or ''}".strip())
+
+
+__all__ = ["EventAction", "apply_event"]

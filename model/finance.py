@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calendar import quarter_ordinal
+from .calendar import QUARTERS_PER_YEAR, quarter_ordinal
 from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, in_lines, vintage_column
-from .market import clear, logistic
+from .market import clear, domestic_preference
+from .taxonomy import MATURE_BEST_GEN
+
+#: Tolerance when comparing node generations computed along different paths.
+GEN_TOLERANCE = 1e-9
 
 
 def private_money(model) -> float:
     """Private capital into Chinese chip firms this quarter, US$ bn."""
     p = model.p
-    years = model.year_float - 2014.0
+    years = model.year_float - p["private.growth_reference_year"]
     vc = (
         p["private.vc_usd_bn_per_quarter_2014"]
         * (1 + p["private.growth_pct_per_year"] / 100.0) ** years
@@ -31,6 +35,19 @@ def private_money(model) -> float:
     if model.quarter >= quarter_ordinal(str(p["private.star_market_opens"])):
         vc *= 1.0 + p["private.star_market_boost_pct"] / 100.0
     return float(min(vc, p["private.cap_usd_bn_per_quarter"]))
+
+
+def wasted_state_money(lost_up_front: float, paid_to_fraud: float, paid_to_failed: float) -> float:
+    """State money wasted this quarter (F19, F32): the one place waste is counted.
+
+    Args:
+        lost_up_front: money programmes lose before it reaches firms (a programme's own
+            ``waste_pct``, :meth:`ChinaGovernment.budget`).
+        paid_to_fraud: state money paid this quarter to fraudulent firms.
+        paid_to_failed: state money paid in the ``firm_finance.state_funds_memory_quarters``
+            before a firm failed (:func:`demography.fail`), frauds excluded (already counted).
+    """
+    return lost_up_front + paid_to_fraud + paid_to_failed
 
 
 def allocate(amount: float, weights: np.ndarray) -> np.ndarray:
@@ -60,13 +77,15 @@ def distribute_state_money(
     general = max(0.0, total - targeted_total)
     share = p["china.champion_share_of_funding_pct"] / 100.0
     money = allocate(general * share, backing * champ)
-    swarm_w = backing * ~champ * np.where(f.fraud[:n], 3.0, 1.0)
+    fraud_weight = p["china_firms.fraud_funding_weight"]
+    swarm_w = backing * ~champ * np.where(f.fraud[:n], fraud_weight, 1.0)
     money += allocate(general * (1 - share), swarm_w)
     rd = money * p["firm_finance.state_rd_share_pct"] / 100.0
     for amount, lines in targeted:
         idx = [FIRM_LINE_INDEX[name] for name in lines]
         in_lines_mask = in_lines(f.line[:n], idx)
-        part = allocate(amount, backing * in_lines_mask * np.where(champ, 10.0, 1.0))
+        champion_weight = p["china.targeted_champion_weight"]
+        part = allocate(amount, backing * in_lines_mask * np.where(champ, champion_weight, 1.0))
         money += part
         rd += part * p["china.targeted_rd_share_pct"] / 100.0
     return money, rd
@@ -112,9 +131,11 @@ def buy_tools(
         dom_gen = best[FIRM_LINE_INDEX[item]]
         if item == "litho_equipment":
             dom_gen = dom_gen + p["frontier.multipatterning_bonus_generations"]
-        adequate = (dom_gen >= gen - 1e-9).astype(float)
+        adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
         gap = np.maximum(0.0, gen - dom_gen)
-        want = logistic(bias[item] - gap_cost * gap + model.china.procurement_preference + security)
+        want = domestic_preference(
+            bias[item], gap_cost, gap, model.china.procurement_preference, security
+        )
         # Open shares per interval of the rules (a handful), then per request by index.
         foreign_open = np.zeros(rows.size)
         per_origin = np.zeros((rows.size, len(model.origins)))
@@ -216,7 +237,8 @@ def invest_and_build(
         cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0
     )
     threshold = p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0
-    appetite = np.clip((utilisation - (threshold - 0.25)) / 0.25, 0.0, 1.0)
+    width = p["firm_finance.expansion_ramp_width_pct"] / 100.0
+    appetite = np.clip((utilisation - (threshold - width)) / width, 0.0, 1.0)
     spend = np.where(
         honest,
         appetite
@@ -236,7 +258,7 @@ def invest_and_build(
     req_spend = np.concatenate(
         [spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]]
     )
-    req_gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], 0.0), f.gen[of]])
+    req_gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
     req_col = np.concatenate(
         [vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
     )
@@ -247,9 +269,9 @@ def invest_and_build(
     used = np.where(honest & ~fab, spend, 0.0)
     np.add.at(used, req_rows, used_req)
     f.cash_usd_bn[:n] -= used
-    np.add.at(f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * 4.0))
+    np.add.at(f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * QUARTERS_PER_YEAR))
     plain = np.nonzero(honest & ~fab)[0]
-    f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * 4.0)
+    f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
     done = f.pending[:n] * (talent_factor / build_q[line])[:, None]
     f.pending[:n] -= done
     f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done

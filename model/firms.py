@@ -26,6 +26,13 @@ FIRM_LINE_INDEX = {name: i for i, name in enumerate(FIRM_LINES)}
 FOUNDRY, MEMORY, COMPOUND = 0, 1, 2
 #: Vintage columns of the capacity matrix.
 VINTAGE_LEADING, VINTAGE_ADVANCED, VINTAGE_BASE = 0, 1, 2
+N_VINTAGES = 3
+#: Fewest rows the firm arrays start with, and the default starting size.
+MIN_ROWS, DEFAULT_ROWS = 16, 4096
+#: Dead rows are dropped once they are more than this share of all rows: often enough
+#: that per-quarter array work does not pay for the history of entries, rarely enough
+#: that the copies are cheap. It changes which random draw a row gets, not the model.
+MAX_DEAD_SHARE = 0.125
 FAB_LINES = (FOUNDRY, MEMORY, COMPOUND)
 
 
@@ -47,8 +54,8 @@ class FirmPopulation:
     )
     BOOL_COLS = ("alive", "champion", "fraud", "listed")
 
-    def __init__(self, capacity_hint: int = 4096):
-        n = max(16, capacity_hint)
+    def __init__(self, capacity_hint: int = DEFAULT_ROWS):
+        n = max(MIN_ROWS, capacity_hint)
         self.n = 0
         self.ids = np.zeros(n, dtype=np.int64)
         self.row_of = np.zeros(n, dtype=np.int64)
@@ -56,8 +63,8 @@ class FirmPopulation:
         self.line = np.zeros(n, dtype=np.int8)
         self.entered_q = np.zeros(n, dtype=np.int32)
         self.cohort = np.full(n, -1, dtype=np.int32)
-        self.cap = np.zeros((n, 3))
-        self.pending = np.zeros((n, 3))
+        self.cap = np.zeros((n, N_VINTAGES))
+        self.pending = np.zeros((n, N_VINTAGES))
         for c in self.FLOAT_COLS:
             setattr(self, c, np.zeros(n))
         for c in self.BOOL_COLS:
@@ -75,7 +82,7 @@ class FirmPopulation:
             setattr(self, name, arr)
         for name in ("cap", "pending"):
             old = getattr(self, name)
-            arr = np.zeros((new, 3))
+            arr = np.zeros((new, N_VINTAGES))
             arr[: self.n] = old[: self.n]
             setattr(self, name, arr)
 
@@ -141,7 +148,7 @@ class FirmPopulation:
         n = self.n
         return cap[:n, 0] + cap[:n, 1] + cap[:n, 2]
 
-    def compact(self, max_dead_share: float = 0.125) -> bool:
+    def compact(self, max_dead_share: float = MAX_DEAD_SHARE) -> bool:
         """Drop dead rows once they are more than ``max_dead_share`` of all rows.
 
         Dead firms would otherwise make every per-quarter array operation pay for the whole

@@ -7,7 +7,15 @@ import math
 import mesa
 import numpy as np
 
+from .calendar import QUARTERS_PER_YEAR
+from .regimes import pressure_index
 from .taxonomy import LEADING_MIN_GEN
+
+#: Opinion poll share at which the public is split between US and Chinese ties: the
+#: zero of the opinion term (``allies.weight_opinion`` is per (opinion - 50) / 50).
+OPINION_NEUTRAL_PCT = 50.0
+#: Tools whose thresholds rule-based US tightening lowers.
+AUTO_TIGHTEN_ITEMS = ("other_equipment", "litho_equipment", "eda_ip")
 
 
 def _logistic(x: float) -> float:
@@ -28,7 +36,7 @@ class AllyGovernment(mesa.Agent):
         super().__init__(model)
         self.name = name
         self.alignment = alignment
-        self.opinion = (opinion_pct - 50.0) / 50.0
+        self.opinion = (opinion_pct - OPINION_NEUTRAL_PCT) / OPINION_NEUTRAL_PCT
         self.security_dependence = security
         self.forced: float | None = None
         self.exposure = 0.0
@@ -56,6 +64,12 @@ class AllyGovernment(mesa.Agent):
         self.alignment += p["allies.adjustment_pct_per_quarter"] / 100.0 * (target - self.alignment)
         self.alignment = min(1.0, max(0.0, self.alignment))
 
+    def force(self, alignment: float | None) -> None:
+        """Force the alignment to ``alignment`` from now on, or (``None``) decide freely again."""
+        self.forced = alignment
+        if alignment is not None:
+            self.alignment = alignment
+
     @property
     def defected(self) -> bool:
         """Below the defection threshold after the US has asked it to align."""
@@ -77,10 +91,12 @@ class USGovernment(mesa.Agent):
         m = self.model
         p = m.p
         q = m.quarter
-        self.pressure = (
-            p["us.pressure_per_control_level"] * min(2.0, m.regime.intensity(q) / 6.0)
-            + self.pressure_boost
+        index = pressure_index(
+            m.regime.intensity(q),
+            p["controls.intensity_per_pressure_unit"],
+            p["us.pressure_max_index"],
         )
+        self.pressure = p["us.pressure_per_control_level"] * index + self.pressure_boost
         if self.pressure > 0:
             for ally in m.allies.values():
                 ally.asked = True
@@ -88,9 +104,10 @@ class USGovernment(mesa.Agent):
         w = p["us.lobbying_weight"]
         if w > 0 and not self.relaxed and m.regime.intensity(q) > 0:
             if w * self.lost_revenue_usd_bn > p["us.lobbying_threshold_usd_bn"]:
-                m.regime.relax("all", "all", 50.0)
+                licence_pct = p["us.lobbying_relaxation_licence_pct"]
+                m.regime.relax("all", "all", licence_pct)
                 self.relaxed = True
-                m.log_event("us lobbying relaxes country-wide controls (licence 50%)")
+                m.log_event(f"us lobbying relaxes country-wide controls (licence {licence_pct:g}%)")
         if p["us.auto_tighten"]:
             self._auto_tighten()
 
@@ -107,8 +124,10 @@ class USGovernment(mesa.Agent):
             return
         lowest = min(thresholds)
         if m.china_best_gen >= lowest - p["us.auto_tighten_margin_generations"]:
-            new_thr = max(lowest - p["us.auto_tighten_step_generations"], -3.0)
-            for item in ("other_equipment", "litho_equipment", "eda_ip"):
+            new_thr = max(
+                lowest - p["us.auto_tighten_step_generations"], p["us.auto_tighten_floor_generation"]
+            )
+            for item in AUTO_TIGHTEN_ITEMS:
                 m.add_control(
                     item=item, target="all", threshold_gen=new_thr, fdp=True, label="auto-tighten"
                 )
@@ -118,7 +137,7 @@ class USGovernment(mesa.Agent):
                     target="all",
                     threshold_gen=-np.inf,
                     fdp=True,
-                    coverage=0.3,
+                    coverage=p["us.auto_tighten_chip_coverage_pct"] / 100.0,
                     label="auto-tighten",
                 )
             reg.last_tightened_q = q
@@ -169,11 +188,11 @@ class ChinaGovernment(mesa.Agent):
         """
         m = self.model
         p = m.p
-        years_from_2020 = m.year_float - 2020.5
+        years = m.year_float - p["china.subsidy_reference_year"]
         central = (
             p["china.central_subsidy_usd_bn_per_year_2020"]
-            / 4.0
-            * (1 + p["china.subsidy_growth_pct_per_year"] / 100.0) ** years_from_2020
+            / QUARTERS_PER_YEAR
+            * (1 + p["china.subsidy_growth_pct_per_year"] / 100.0) ** years
         )
         total = central
         lost = 0.0
@@ -200,8 +219,26 @@ class ChinaGovernment(mesa.Agent):
             p["china.talent_supply_growth_pct_per_year"]
             + p["china.talent_supply_response_pct_per_year"] * m.talent_shortfall
         )
+        lag = p["china.talent_program_lag_quarters"]
         for start_q, boost in self.talent_programs:
-            # New schools graduate their first classes after four years; restrictions bite at once.
-            if boost < 0 or m.quarter >= start_q + 16:
+            # New schools graduate their first classes after the lag; restrictions bite at once.
+            if boost < 0 or m.quarter >= start_q + lag:
                 growth += boost
-        self.talent_supply_k *= max(0.0, 1 + growth / 100.0) ** 0.25
+        self.talent_supply_k *= max(0.0, 1 + growth / 100.0) ** (1 / QUARTERS_PER_YEAR)
+
+    def add_countermeasure(self, add: float, minerals: bool) -> None:
+        """Raise (or lower) the countermeasure level, within 0-1; start mineral export controls."""
+        self.countermeasure_level = min(1.0, max(0.0, self.countermeasure_level + add))
+        self.minerals_controlled = self.minerals_controlled or minerals
+
+    def add_talent_program(self, boost_pct_per_year: float) -> None:
+        """Change workforce growth from this quarter (a boost only after the lag, F16)."""
+        self.talent_programs.append((self.model.quarter, boost_pct_per_year))
+
+    def answer_country_wide_rule(self) -> None:
+        """Raise the countermeasure level after a new country-wide US rule (F22).
+
+        China answers country-wide rules, not each listing.
+        """
+        response = self.model.p["countermeasures.response_to_us_rule"]
+        self.countermeasure_level = min(1.0, self.countermeasure_level + response)

@@ -38,11 +38,39 @@ def tier_shares(p: dict, year: float) -> np.ndarray:
 def world_market_usd_bn_per_year(p: dict, year: float) -> float:
     """World semiconductor market at ``year`` (F30's US$600 bn in 2022, grown or backcast)."""
     g = p["demand.world_market_growth_pct_per_year"] / 100.0
-    return p["demand.world_market_usd_bn_2022"] * (1.0 + g) ** (year - 2022.5)
+    years = year - p["demand.world_market_reference_year"]
+    return p["demand.world_market_usd_bn_2022"] * (1.0 + g) ** years
 
 
 def logistic(x):
+    """The logistic function, elementwise: a logit (log-odds) to a share in (0, 1)."""
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def domestic_preference(bias, gap_cost, gap, pressure, security):
+    """Share of a purchase a buyer wants from domestic suppliers where it has a choice.
+
+    A logit of the item's domestic bias, less the cost of each generation the domestic
+    product is behind (``gap``), plus procurement pressure and supply-security concern
+    (mechanism 2). Arguments broadcast; the terms are added in this order.
+    """
+    return logistic(bias - gap_cost * gap + pressure + security)
+
+
+def reachable_share(open_share, domestic_ok):
+    """Share of a need that can be met: what is open abroad, plus the rest where domestic
+    supply is adequate (``domestic_ok`` 1) and not where it is not (0)."""
+    return open_share + (1 - open_share) * domestic_ok
+
+
+def with_exports(sold_at_home, export_ratio: float):
+    """Share of capacity sold once exports (up to ``export_ratio`` per US$ sold at home) are added."""
+    return min(1.0, sold_at_home * (1.0 + export_ratio))
+
+
+def safe_share(part, whole) -> float:
+    """``part / whole`` as a float, 0 when ``whole`` is not positive."""
+    return float(part / whole) if whole > 0 else 0.0
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 :class:`DecouplingModel` wires the agents (Chinese firms, buyers, foreign firm groups,
 governments, the export-control regime) and the mechanisms (``market``, ``technology``,
-``finance``, ``demography``) together, applies the scenario's dated events and records one
-row of the output contract (docs/outputs.md) per quarter. docs/ODD.md describes it in the
-ODD protocol.
+``finance``, ``demography``) together. :meth:`DecouplingModel.step` runs the quarter as the
+named phases of docs/ODD.md section 3, each a short method over an explicit
+:class:`~model.quarter.Quarter`; the arithmetic lives in small functions of the mechanism
+modules, which tests call on their own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from . import demography, finance, technology
 from .buyers import Buyer
-from .calendar import ordinal_to_label, quarter_ordinal, quarter_year_float
+from .calendar import QUARTERS_PER_YEAR, ordinal_to_label, quarter_ordinal, quarter_year_float
 from .events import apply_event
 from .firms import (
     COMPOUND,
@@ -24,38 +25,44 @@ from .firms import (
     FIRM_LINES,
     FOUNDRY,
     MEMORY,
-    VINTAGE_ADVANCED,
-    VINTAGE_BASE,
-    VINTAGE_LEADING,
+    N_VINTAGES,
     Firm,
     FirmPopulation,
     ForeignFirmGroup,
     SwarmCohort,
 )
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
-from .market import clear, logistic, tier_shares, world_market_usd_bn_per_year
-from .parameters import group
-from .records import Recorder
-from .regimes import ITEM_INDEX, ORIGINS, ControlRule, ExportControlRegime, compliance_vector
-from .scenario import Scenario
-from .taxonomy import (
-    ADVANCED_MIN_GEN,
-    ALLIES,
-    COUNTRIES,
-    LEADING_MIN_GEN,
-    TIERS,
-    gen_to_node_nm,
+from .market import (
+    clear,
+    domestic_preference,
+    reachable_share,
+    safe_share,
+    tier_shares,
+    with_exports,
+    world_market_usd_bn_per_year,
 )
+from .parameters import group, resolve
+from .quarter import ChipMarket, Demand, DomesticSupply, Money, Quarter
+from .records import Recorder
+from .regimes import (
+    ITEM_INDEX,
+    ORIGINS,
+    ControlRule,
+    ExportControlRegime,
+    compliance_vector,
+    pressure_index,
+)
+from .scenario import Scenario
+from .taxonomy import ALLIES, COUNTRIES, TIERS, gen_to_node_nm
 
-#: World market value of upstream items relative to chip sales (for allies' exposure).
-WORLD_UPSTREAM_RATIO = {
-    "other_equipment": 0.13,
-    "litho_equipment": 0.04,
-    "eda_ip": 0.02,
-    "materials": 0.11,
-}
 CHIP_ITEMS = tuple(f"chips_{t}" for t in TIERS)
-TIER_VINTAGE = {"leading": VINTAGE_LEADING, "advanced": VINTAGE_ADVANCED, "mature": VINTAGE_BASE}
+#: Items with a foreign supply structure: chips of every tier and the upstream segments.
+SUPPLY_ITEMS = CHIP_ITEMS + ("eda_ip", "litho_equipment", "other_equipment", "materials", "packaging")
+TOOL_ITEMS = ("litho_equipment", "other_equipment")
+#: Initial rows of the firm arrays (they grow as needed).
+FIRM_ROWS_HINT = 4096
+#: Floor of a buyer's demand when dividing by it (US$ bn; a buyer with no demand).
+DEMAND_FLOOR_USD_BN = 1e-12
 
 
 class DecouplingModel(mesa.Model):
@@ -71,35 +78,42 @@ class DecouplingModel(mesa.Model):
         super().__init__(rng=rng)
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
-        p = self.p
         self.start_q = quarter_ordinal(scenario.start)
         self.end_q = quarter_ordinal(scenario.end)
         self.quarter = self.start_q
         self.year_float = quarter_year_float(scenario.start)
         self.origins = ORIGINS
         self.event_log: list[str] = []
-        #: Swarm cohorts still in the market, by cohort index; entry quarter of every cohort.
-        self.swarm_cohorts: dict[int, SwarmCohort] = {}
-        self.swarm_cohorts_created: list[int] = []
         self.recorder = Recorder(self)
+        self._init_foreign_supply()
+        self._init_governments()
+        self.buyers = {
+            name: Buyer(self, name, spec) for name, spec in group(self.p, "sourcing.buyers").items()
+        }
+        self.flagship = self.buyers["flagship"]
+        self._init_firms()
+        self.line_supply = np.zeros(len(FIRM_LINES))
+        self.tool_sales = np.zeros(len(FIRM_LINES))
+        self.demand_shock = 0.0
+        self.china_best_gen = self._china_best_gen()
+        self.ledger: dict[tuple[str, bool, str], float] = {}
+        self._init_events()
 
-        # Foreign supply structure (supply-chain-structure.md), China's own share excluded.
+    # -- set-up ---------------------------------------------------------------------------
+    def _init_foreign_supply(self) -> None:
+        """Foreign supply shares (China excluded), US content, fabs in China, firm groups."""
+        p = self.p
         self.foreign_share = {}
-        for item in CHIP_ITEMS + (
-            "eda_ip",
-            "litho_equipment",
-            "other_equipment",
-            "materials",
-            "packaging",
-        ):
+        for item in SUPPLY_ITEMS:
             shares = p[f"foreign.supply_share_pct.{item}"]
             vec = np.array([float(shares.get(o, 0.0)) for o in ORIGINS])
             self.foreign_share[item] = vec / vec.sum()
         tech = p["foreign.us_technology_pct"]
         self.us_technology = np.array([float(tech.get(o, 0.0)) / 100.0 for o in ORIGINS])
-        self.us_technology.flags.writeable = False  # replaced, never edited: see regimes._array_key
+        self.us_technology.flags.writeable = False  # replaced, never edited (regimes._array_key)
         self.fabs_in_china = np.zeros((len(ORIGINS), len(TIERS)))
-        for country, by_tier in group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014").items():
+        located = group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014")
+        for country, by_tier in located.items():
             for tier, value in by_tier.items():
                 self.fabs_in_china[ORIGINS.index(country), TIERS.index(tier)] = value
         self.foreign_groups = {
@@ -112,7 +126,9 @@ class DecouplingModel(mesa.Model):
             (g, item, ORIGINS.index(o)) for (item, o), g in self.foreign_groups.items()
         ]
 
-        # Governments and the regime.
+    def _init_governments(self) -> None:
+        """The regime, the US, China and the allies."""
+        p = self.p
         self.regime = ExportControlRegime(self, "us")
         self.us = USGovernment(self)
         self.china = ChinaGovernment(self)
@@ -131,78 +147,69 @@ class DecouplingModel(mesa.Model):
         self.talent_shortfall = 0.0
         self.china.talent_supply_k = p["china.talent_workforce_k_2019"] / (
             1 + p["china.talent_supply_growth_pct_per_year"] / 100.0
-        ) ** (2019.5 - self.year_float)
+        ) ** (p["china.talent_reference_year"] - self.year_float)
 
-        # Buyers.
-        self.buyers = {
-            name: Buyer(self, name, spec) for name, spec in group(p, "sourcing.buyers").items()
-        }
-        self.flagship = self.buyers["flagship"]
-
-        # Chinese firms: champions now or when they enter, then the swarm.
-        self.firms = FirmPopulation(4096)
+    def _init_firms(self) -> None:
+        """Champions present at the start (the others enter on their date), then the swarm."""
+        p = self.p
+        self.firms = FirmPopulation(FIRM_ROWS_HINT)
         self.champions: dict[str, Firm] = {}
         #: Champions listed by an event before they entered; listed on entry.
         self.pending_listings: set[str] = set()
+        #: Swarm cohorts still in the market, by cohort index; entry quarter of every cohort.
+        self.swarm_cohorts: dict[int, SwarmCohort] = {}
+        self.swarm_cohorts_created: list[int] = []
+        self.swarm_line_mix = demography.line_mix(p)
         self._pending_champions = []
         for name, spec in group(p, "china_firms.champions").items():
             if quarter_ordinal(spec["enters"]) <= self.start_q:
                 self._add_champion(name, spec)
             else:
                 self._pending_champions.append((quarter_ordinal(spec["enters"]), name, spec))
-        self.line_best = technology.line_best_gen(self.firms)
-        self._fill_missing_line_best()
+        self._update_line_best()
         swarm_n = int(
             round(p["china_firms.registered_firms_2014"] / p["china_firms.real_firms_per_agent"])
         )
-        demography.add_swarm(
-            self,
-            swarm_n,
-            group(p, "china_firms.swarm_capacity_usd_bn_per_quarter_2014"),
-            p["china_firms.fraud_pct_of_entrants"] / 100.0,
-        )
+        capacity_2014 = group(p, "china_firms.swarm_capacity_usd_bn_per_quarter_2014")
+        fraud_p = p["china_firms.fraud_pct_of_entrants"] / 100.0
+        demography.add_swarm(self, swarm_n, capacity_2014, fraud_p)
         self.money_per_firm_reference = 1.0 / swarm_n
-        self.line_best = technology.line_best_gen(self.firms)
-        self._fill_missing_line_best()
-        self.line_supply = np.zeros(len(FIRM_LINES))
-        self.tool_sales = np.zeros(len(FIRM_LINES))
-        self.demand_shock = 0.0
-        self.china_best_gen = self._china_best_gen()
-        self.ledger: dict[tuple[str, bool, str], float] = {}
+        self._update_line_best()
 
-        # Events: those dated before the start are applied now, in order.
+    def _init_events(self) -> None:
+        """Apply events dated before the start now, in order; keep the rest by quarter."""
         self._events: dict[int, list] = {}
-        for ev in scenario.events:
+        for ev in self.spec.events:
             q = quarter_ordinal(ev.at)
             if q < self.start_q:
                 apply_event(self, ev)
             else:
                 self._events.setdefault(q, []).append(ev)
 
-    # -- set-up helpers -------------------------------------------------------------------
     def _add_champion(self, name: str, spec: dict) -> None:
-        row = self.firms.add(
-            FIRM_LINE_INDEX[spec["line"]],
-            spec["capacity"],
-            spec["gen"],
-            spec["backing"],
-            self.quarter,
-            champion=True,
-        )[0]
-        self.champions[name] = Firm(self, int(self.firms.ids[row]), name=name)
+        line = FIRM_LINE_INDEX[spec["line"]]
+        rows = self.firms.add(
+            line, spec["capacity"], spec["gen"], spec["backing"], self.quarter, champion=True
+        )
+        self.champions[name] = Firm(self, int(self.firms.ids[rows[0]]), name=name)
         if name in self.pending_listings:
             self.champions[name].entity_listed = True
 
-    def _fill_missing_line_best(self) -> None:
+    def _update_line_best(self) -> None:
+        """Best generation per line; lines without a firm of size sit behind the frontier."""
+        self.line_best = technology.line_best_gen(
+            self.firms, self.p["technology.line_best_min_capacity_share_pct"] / 100.0
+        )
         frontier = technology.line_frontiers(self.p, self.year_float)
-        missing = self.line_best <= -10.0
-        self.line_best[missing] = frontier[missing] - 4.0
+        technology.fill_empty_lines(
+            self.line_best, frontier, self.p["technology.empty_line_gens_behind_frontier"]
+        )
 
     def _china_best_gen(self) -> float:
         f = self.firms
         n = f.n
         m = f.alive[:n] & (f.line[:n] == FOUNDRY) & (f.total_capacity() > 0) & ~f.fraud[:n]
-        return float(f.gen[:n][m].max()) if m.any() else -5.0
+        return float(f.gen[:n][m].max()) if m.any() else technology.NO_FIRM_GEN
 
     # -- used by events and governments ---------------------------------------------------
     def add_control(
@@ -232,442 +239,225 @@ class DecouplingModel(mesa.Model):
             )
         )
         if target == "all":
-            # China answers country-wide rules, not each listing (F22).
-            self.china.countermeasure_level = min(
-                1.0, self.china.countermeasure_level + self.p["countermeasures.response_to_us_rule"]
-            )
+            self.china.answer_country_wide_rule()
+
+    def set_parameter(self, path: str, value) -> None:
+        """Change a parameter from this quarter on (a scenario event), checked like an override.
+
+        ``path`` names a parameter or one key of a mapping-valued parameter. Cached regime
+        tables are invalidated, since parameters such as leakage enter them.
+        """
+        resolved = resolve({path: value})
+        if path in self.p:
+            self.p[path] = resolved[path]
+        else:
+            parent, _, key = path.rpartition(".")
+            self.p[parent] = {**self.p[parent], key: value}
+        self.regime.invalidate()
 
     def log_event(self, text: str) -> None:
+        """Append ``text`` to the run's event log, dated with the current quarter."""
         self.event_log.append(f"{ordinal_to_label(self.quarter)}: {text}")
 
     # -- the quarter ----------------------------------------------------------------------
     def step(self) -> None:
-        """Advance one quarter."""
-        p = self.p
+        """Advance one quarter: the process overview of docs/ODD.md section 3, in order."""
+        q = self._begin_quarter()
+        self._demand(q)
+        self._domestic_supply(q)
+        self._source_chips(q)
+        self._source_upstream(q)
+        self._sell(q)
+        self._finance(q)
+        self._learn(q)
+        self._policy_feedback(q)
+        self._demography(q)
+        self.recorder.record(q)
+
+    def _begin_quarter(self) -> Quarter:
+        """Date the quarter; champions enter; events apply; controls and technology are read."""
         self.quarter = self.start_q + self.steps - 1
         self.year_float = quarter_year_float(ordinal_to_label(self.quarter))
-        for q, name, spec in [c for c in self._pending_champions if c[0] == self.quarter]:
+        for _, name, spec in [c for c in self._pending_champions if c[0] == self.quarter]:
             self._add_champion(name, spec)
         for ev in self._events.get(self.quarter, ()):
             apply_event(self, ev)
-
         self.compliance = compliance_vector({a: g.alignment for a, g in self.allies.items()})
-        self.control_pressure_index = min(3.0, self.regime.intensity(self.quarter) / 6.0)
-        self.line_best = technology.line_best_gen(self.firms)
-        self._fill_missing_line_best()
+        self.control_pressure_index = pressure_index(
+            self.regime.intensity(self.quarter),
+            self.p["controls.intensity_per_pressure_unit"],
+            self.p["private.control_spur_max_index"],
+        )
+        self._update_line_best()
         self.china_best_gen = self._china_best_gen()
-        frontier = technology.frontier_gen(p, self.year_float)
+        frontier = technology.frontier_gen(self.p, self.year_float)
+        return Quarter(ordinal=self.quarter, frontier_gen=frontier)
 
-        # Demand (mechanism 1).
+    def _demand(self, q: Quarter) -> None:
+        """Mechanism 1: China's chip demand, with an AR(1) demand shock, split by tier."""
+        p = self.p
+        shock_sd = p["demand.quarterly_shock_sd_pct"] / 100.0
         self.demand_shock = p["demand.shock_persistence"] * self.demand_shock + self.rng.normal(
-            0.0, p["demand.quarterly_shock_sd_pct"] / 100.0
+            0.0, shock_sd
         )
-        world_q = world_market_usd_bn_per_year(p, self.year_float) / 4.0
-        demand_total = (
-            world_q * p["demand.china_share_of_world_pct"] / 100.0 * math.exp(self.demand_shock)
-        )
+        world_q = world_market_usd_bn_per_year(p, self.year_float) / QUARTERS_PER_YEAR
+        total = world_q * p["demand.china_share_of_world_pct"] / 100.0 * math.exp(self.demand_shock)
         shares = tier_shares(p, self.year_float)
-        demand_k = demand_total * shares
+        q.demand = Demand(world_q, shares, total, total * shares)
 
-        # Domestic (Chinese-HQ) supply by line and vintage, and by tier for chips.
+    def _domestic_supply(self, q: Quarter) -> None:
+        """Chinese-HQ capacity by tier, its technology, and what controlled inputs let it run."""
         f = self.firms
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
-        line = f.line[:n]
-        cap = f.cap[:n]
-        cap_total = f.total_capacity()
         by_line = self._capacity_by_line(live)
         listed_by_line = self._capacity_by_line(live & f.listed[:n])
         self.line_supply = by_line.sum(axis=1)
-        supply_k = np.array(
-            [*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]]
-        )
-        listed_k = np.array(
-            [*listed_by_line[FOUNDRY], listed_by_line[MEMORY].sum(), listed_by_line[COMPOUND].sum()]
-        )
-        listed_cap_share = np.divide(
+        supply_k = np.array([*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]])
+        listed_k = technology.by_tier(listed_by_line)
+        listed_share = np.divide(
             listed_k, supply_k, out=np.zeros_like(supply_k), where=supply_k > 0
         )
-        best = self.line_best
-        dom_gen = np.array(
-            [
-                self.china_best_gen,
-                min(self.china_best_gen, LEADING_MIN_GEN),
-                min(self.china_best_gen, ADVANCED_MIN_GEN),
-                best[MEMORY],
-                best[COMPOUND],
-            ]
+        compound_frontier = technology.line_frontiers(self.p, self.year_float)[COMPOUND]
+        dom_gen, ref_gen = technology.tier_generations(
+            self.china_best_gen, self.line_best, q.frontier_gen, compound_frontier
         )
-        ref_gen = np.array(
-            [
-                frontier,
-                LEADING_MIN_GEN,
-                ADVANCED_MIN_GEN,
-                frontier,
-                technology.line_frontiers(p, self.year_float)[COMPOUND],
-            ]
+        # Materials are needed to run production: where controls block foreign materials
+        # and domestic ones are too far behind, output is capped.
+        tolerance = self.p["technology.materials_output_tolerance_generations"]
+        materials_ok = (self.line_best[FIRM_LINE_INDEX["materials"]] + tolerance >= dom_gen).astype(
+            float
         )
-        # Inputs needed to run production (EDA, materials): without them output is capped.
         output_factor = np.ones(len(TIERS))
-        for item, line_idx, tolerance in (("materials", FIRM_LINE_INDEX["materials"], 2.0),):
-            adequate = (best[line_idx] + tolerance >= dom_gen).astype(float)
-            for flag in (False, True):
-                open_ = self._open(item, flag, dom_gen)
-                weight = listed_cap_share if flag else 1.0 - listed_cap_share
-                output_factor = np.minimum(
-                    output_factor, np.where(weight > 0, open_ + (1 - open_) * adequate, 1.0)
-                )
-        dom_supply_k = supply_k * output_factor
+        for listed in (False, True):
+            weight = listed_share if listed else 1.0 - listed_share
+            can_run = reachable_share(self._open("materials", listed, dom_gen), materials_ok)
+            output_factor = np.minimum(output_factor, np.where(weight > 0, can_run, 1.0))
+        q.supply = DomesticSupply(supply_k, listed_share, dom_gen, ref_gen, supply_k * output_factor)
 
-        # Buyers' sourcing choice (mechanism 2).
+    def _source_chips(self, q: Quarter) -> None:
+        """Mechanism 2 under mechanism 3: buyers choose domestic or foreign chips; controls
+        block part of the foreign supply; the market clears; foreign-owned fabs in China
+        serve part of the foreign purchases (F03 counts them)."""
+        p = self.p
+        s = q.supply
         buyers = list(self.buyers.values())
         weight = np.array([b.demand_share * b.market_scale for b in buyers])[:, None] * np.array(
             [b.tier_weights for b in buyers]
         )
-        demand_bk = demand_k[None, :] * weight / weight.sum(axis=0, keepdims=True)
-        gap = np.maximum(0.0, ref_gen - dom_gen)
+        demand_bk = q.demand.by_tier_usd_bn[None, :] * weight / weight.sum(axis=0, keepdims=True)
+        gap = np.maximum(0.0, s.reference_gen_by_tier - s.gen_by_tier)
         bias = np.array([p["sourcing.domestic_bias"][t] for t in TIERS])
         pressure = (
             np.array([b.state_linked for b in buyers])[:, None] * self.china.procurement_preference
         )
         security = np.array([b.security for b in buyers])[:, None]
-        want = logistic(
-            bias[None, :]
-            - p["technology.ramp_quality_gap_cost"] * gap[None, :]
-            + pressure
-            + security
-        )
-        want = np.where(supply_k[None, :] > 0, want, 0.0)
+        cost = p["technology.ramp_quality_gap_cost"]
+        want = domestic_preference(bias[None, :], cost, gap[None, :], pressure, security)
+        want = np.where(s.capacity_by_tier[None, :] > 0, want, 0.0)
         listed_b = np.array([b.entity_listed for b in buyers])
+        blocked_origin = self._chips_blocked(q, listed_b)
         open_bk = np.zeros_like(demand_bk)
-        blocked_origin = {}
-        for flag in (False, True):
-            rows = listed_b == flag
-            if not rows.any():
+        for (item, listed), blocked in blocked_origin.items():
+            k = CHIP_ITEMS.index(item)
+            open_bk[listed_b == listed, k] = ((1.0 - blocked) * self.foreign_share[item]).sum()
+        cleared = clear(demand_bk, want, open_bk, s.supply_by_tier)
+        foreign_k = cleared.foreign.sum(axis=0)
+        located_k = np.minimum(self.fabs_in_china.sum(axis=0), foreign_k)
+        dom_k = cleared.domestic.sum(axis=0)
+        q.foreign_by_origin = np.zeros(len(ORIGINS))
+        q.revenue_by_item = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
+        lost_us = self._chip_revenue(q, listed_b, demand_bk, want, cleared, blocked_origin)
+        q.chips = ChipMarket(demand_bk, want, cleared, dom_k, located_k, lost_us)
+
+    def _chips_blocked(self, q: Quarter, listed_b: np.ndarray) -> dict:
+        """``{(chip item, listed): (origins,) blocked share}`` for the buyer kinds present."""
+        out = {}
+        for listed in (False, True):
+            if not (listed_b == listed).any():
                 continue
-            chips_blocked = self.regime.blocked_items(
-                CHIP_ITEMS, flag, frontier, self.quarter, self.compliance, self.us_technology
+            blocked = self.regime.blocked_items(
+                CHIP_ITEMS, listed, q.frontier_gen, self.quarter, self.compliance, self.us_technology
             )
             for k, item in enumerate(CHIP_ITEMS):
-                blk = chips_blocked[k]
-                blocked_origin[(item, flag)] = blk
-                open_bk[rows, k] = ((1.0 - blk) * self.foreign_share[item]).sum()
-        cleared = clear(demand_bk, want, open_bk, dom_supply_k)
+                out[(item, listed)] = blocked[k]
+        return out
 
-        # China-located foreign fabs serve part of the foreign purchases (F03 counts them).
-        foreign_k = cleared.foreign.sum(axis=0)
-        located_capacity = self.fabs_in_china.sum(axis=0)
-        located_k = np.minimum(located_capacity, foreign_k)
-        dom_k = cleared.domestic.sum(axis=0)
-
-        # Foreign revenue by origin, and what US firms lose to controls (F26).
-        foreign_by_origin = np.zeros(len(ORIGINS))
+    def _chip_revenue(self, q, listed_b, demand_bk, want, cleared, blocked_origin) -> float:
+        """Foreign chip revenue by origin (the ledger) and what US firms lose to controls."""
         us = ORIGINS.index("united_states")
         lost_us = 0.0
         self.ledger = {}
-        item_revenue = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
-        for flag in (False, True):
-            rows = listed_b == flag
-            if not rows.any():
-                continue
-            for k, item in enumerate(CHIP_ITEMS):
-                blk = blocked_origin[(item, flag)]
-                open_o = (1.0 - blk) * self.foreign_share[item]
-                tot = open_o.sum()
-                bought = cleared.foreign[rows, k].sum()
-                delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
-                foreign_by_origin += delivered
-                item_revenue[item] += delivered
-                for o, value in zip(ORIGINS, delivered):
-                    self.ledger[(item, flag, o)] = float(value)
-                wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
-                lost_us += wanted_foreign * self.foreign_share[item][us] * blk[us]
+        for (item, listed), blocked in blocked_origin.items():
+            rows = listed_b == listed
+            k = CHIP_ITEMS.index(item)
+            open_o = (1.0 - blocked) * self.foreign_share[item]
+            tot = open_o.sum()
+            bought = cleared.foreign[rows, k].sum()
+            delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
+            q.foreign_by_origin += delivered
+            q.revenue_by_item[item] += delivered
+            for o, value in zip(ORIGINS, delivered):
+                self.ledger[(item, listed, o)] = float(value)
+            wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
+            lost_us += wanted_foreign * self.foreign_share[item][us] * blocked[us]
+        return lost_us
 
-        # Upstream purchases (segments): EDA/IP, materials, packaging, design.
-        upstream = {}
-        # Industry-wide supply-security concern, half-weighted for upstream purchases.
-        # np.average's own arithmetic (multiply, sum, divide), without its Python overhead.
-        shares_b = np.array([b.demand_share for b in buyers])
-        mean_security = 0.5 * float(
-            np.multiply(np.array([b.security for b in buyers]), shares_b).sum() / shares_b.sum()
-        )
-        design_rows = live & (line == FIRM_LINE_INDEX["design"])
-        design_cap = cap[design_rows].sum()
-        listed_design_share = _share(cap[design_rows & f.listed[:n]].sum(), design_cap)
-        # Upstream demand by tier: EDA at the node designed for, materials at the node made,
-        # packaging a few generations behind the chip (it is less node-bound).
-        located_by_tier = dom_k + located_k
-        seg_specs = {
-            "eda_ip": (
-                demand_k * p["demand.upstream_value_share_pct.eda_ip"] / 100.0,
-                ref_gen,
-                listed_design_share,
-                True,
-            ),
-            "materials": (
-                located_by_tier * p["demand.upstream_value_share_pct.materials"] / 100.0,
-                dom_gen - 2.0,
-                float(listed_cap_share.mean()),
-                True,
-            ),
-            "packaging": (
-                demand_k * p["demand.upstream_value_share_pct.packaging"] / 100.0,
-                ref_gen - 3.0,
-                0.0,
-                False,
-            ),
-        }
-        for seg, (seg_demand, need_gen, listed_share, controllable) in seg_specs.items():
-            upstream[seg] = self._upstream(
-                seg, seg_demand, need_gen, listed_share, controllable, mean_security
-            )
-            item_revenue[seg] += upstream[seg]["by_origin"]
-            if seg != "packaging":
-                foreign_by_origin += upstream[seg]["by_origin"]
-        # Design: Chinese design houses need a foundry; a listed one loses foreign foundries
-        # under a foreign direct product rule and must find a domestic one (F18).
-        # Design houses also need EDA tools at the node they design for.
-        listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
-        design_gen_rows = f.gen[:n]
-        eda_adequate = best[FIRM_LINE_INDEX["eda_ip"]] + 1.0 >= design_gen_rows
-        eda_access = np.ones(n)
-        for flag in (False, True):
-            rows_f = design_rows & (f.listed[:n] == flag)
-            if rows_f.any():
-                open_eda = self._open("eda_ip", flag, design_gen_rows[rows_f])
-                eda_access[rows_f] = open_eda + (1 - open_eda) * eda_adequate[rows_f]
-        fallback = p["sourcing.design_fallback_pct"] / 100.0
-        eda_access = eda_access + (1 - eda_access) * fallback
-        access = (
-            np.where(
-                f.listed[:n],
-                listed_foundry_open
-                + (1 - listed_foundry_open) * (self.china_best_gen >= f.gen[:n] - 1.0),
-                1.0,
-            )
-            * eda_access
-        )
-        design_supply = float((cap_total[design_rows] * access[design_rows]).sum())
-        design_gap = max(0.0, frontier - 1.0 - best[FIRM_LINE_INDEX["design"]])
-        design_want = float(
-            logistic(
-                p["sourcing.domestic_bias"]["design"]
-                - p["technology.ramp_quality_gap_cost"] * design_gap
-                + 0.5 * self.china.procurement_preference
-                + mean_security
-            )
-        )
-        design_sold = min(design_supply, design_want * demand_total)
-        upstream["design"] = {
-            "domestic": design_sold,
-            "demand": demand_total,
-            "supply": design_supply,
-        }
-
-        # Firms' revenue: domestic sales pro rata to capacity, plus exports of what is left,
-        # up to a line's export ratio (exports per US$ of domestic sales).
-        export_ratio = p["firm_finance.export_ratio"]
-        sold_frac_k = np.where(supply_k > 0, dom_k / np.where(supply_k > 0, supply_k, 1.0), 0.0)
-
-        def with_exports(s: float, ratio: float) -> float:
-            return min(1.0, s * (1.0 + ratio))
-
-        # Share of each line's capacity (by vintage) that is sold, at home or abroad.
-        sold = np.zeros((len(FIRM_LINES), 3))
-        for k, col in enumerate((VINTAGE_LEADING, VINTAGE_ADVANCED, VINTAGE_BASE)):
-            sold[FOUNDRY, col] = with_exports(sold_frac_k[k], export_ratio["foundry"])
-        sold[MEMORY, :] = with_exports(sold_frac_k[3], export_ratio["memory"])
-        sold[COMPOUND, :] = with_exports(sold_frac_k[4], export_ratio["compound"])
-        for seg in ("eda_ip", "materials", "packaging", "design"):
-            li = FIRM_LINE_INDEX[seg]
-            supply = self.line_supply[li]
-            s = min(1.0, upstream[seg]["domestic"] / supply) if supply > 0 else 0.0
-            sold[li, :] = with_exports(s, export_ratio.get(seg, 0.0))
-        for seg in ("litho_equipment", "other_equipment"):
-            li = FIRM_LINE_INDEX[seg]
-            supply = self.line_supply[li]
-            sold[li, :] = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
-        sold_by_firm = sold[line]
-        revenue = np.where(
-            live,
-            cap[:, 0] * sold_by_firm[:, 0]
-            + cap[:, 1] * sold_by_firm[:, 1]
-            + cap[:, 2] * sold_by_firm[:, 2],
-            0.0,
-        )
-        f.revenue_usd_bn[:n] = revenue
-
-        # Money, tools and capacity (mechanism 5).
-        state_total, state_lost, targeted = self.china.budget()
-        state_money, state_rd = finance.distribute_state_money(
-            self, state_total - state_lost, targeted
-        )
-        wasted = state_lost + float(state_money[f.fraud[:n]].sum())
-        private_total = finance.private_money(self)
-        # Investors follow sales (F21: STAR listings of firms with revenue), not capacity.
-        private_w = np.where(
-            live,
-            revenue
-            + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"],
-            0.0,
-        )
-        private = finance.allocate(private_total, private_w)
-        # Design houses hire from a wider software pool; F15's gap is about fabs and tools.
-        non_design = self.line_supply.sum() - self.line_supply[FIRM_LINE_INDEX["design"]]
-        talent_need = (
-            p["china.talent_need_k_per_usd_bn_capacity"]
-            * 4.0
-            * (non_design + self.fabs_in_china.sum())
-        )
-        shortfall = (
-            max(0.0, 1.0 - self.china.talent_supply_k / talent_need) if talent_need > 0 else 0.0
-        )
-        self.talent_shortfall = shortfall
-        reference = 1.0 - p["china.talent_reference_shortfall_pct"] / 100.0
-        talent_factor = ((1.0 - shortfall) / reference) ** p["china.talent_elasticity"]
-        tools = finance.invest_and_build(
-            self, state_money, state_rd, private, best, talent_factor, mean_security
-        )
-        self.tool_sales = np.zeros(len(FIRM_LINES))
-        for item in ("litho_equipment", "other_equipment"):
-            self.tool_sales[FIRM_LINE_INDEX[item]] = tools["domestic"][item]
-        foreign_by_origin += tools["foreign_by_origin"]
-        for item in ("litho_equipment", "other_equipment"):
-            item_revenue[item] += tools["foreign_by_origin_item"][item]
-        for firm_group, item, origin_index in self._group_origins:
-            firm_group.china_revenue_usd_bn = float(item_revenue[item][origin_index])
-        # Foreign fabs in China buy foreign tools too; count them in the equipment market.
-        located_growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** 0.25 - 1
-        tool_blocked = self.regime.blocked(
-            "other_equipment",
-            False,
-            ref_gen,
-            self.quarter,
-            self.compliance,
-            self.us_technology,
-            for_expansion=True,
-        )
-        tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
-        added_located = self.fabs_in_china * located_growth * tool_open[None, :]
-        located_capex = (
-            float(added_located.sum())
-            * 4.0
-            * p["firm_finance.capex_per_annual_output"]["foundry"]
-            * p["firm_finance.tool_share_of_fab_capex_pct"]
-            / 100.0
-        )
-        self.fabs_in_china = (
-            self.fabs_in_china * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0 * 0.5)
-            + added_located
-        )
-        foreign_tools = (
-            tools["foreign"]["litho_equipment"]
-            + tools["foreign"]["other_equipment"]
-            + located_capex
-        )
-        domestic_tools = tools["domestic"]["litho_equipment"] + tools["domestic"]["other_equipment"]
-
-        # Technology (mechanism 4).
-        technology.learn(self, talent_factor, best)
-        self.china_best_gen = self._china_best_gen()
-
-        # Policy feedback (mechanism 6): US, allies, China's workforce; buyers remember.
-        world_rev = self._world_revenue_by_origin(world_q, shares)
-        for i, o in enumerate(ORIGINS):
-            if o in self.allies:
-                self.allies[o].exposure = (
-                    float(foreign_by_origin[i] / world_rev[i]) if world_rev[i] > 0 else 0.0
-                )
-        self.us.lost_revenue_usd_bn = lost_us
-        self.us.act()
-        self.agents_by_type[AllyGovernment].shuffle_do("decide")
-        self.china.update_talent()
-        self._update_design_out()
-        blocked_b = cleared.blocked_demand.sum(axis=1) / np.maximum(demand_bk.sum(axis=1), 1e-12)
-        unmet_b = cleared.unmet.sum(axis=1) / np.maximum(demand_bk.sum(axis=1), 1e-12)
-        demand_b = demand_bk.sum(axis=1)
-        spill = p["sourcing.security_spillover"] * float(
-            np.multiply(blocked_b, demand_b).sum() / demand_b.sum()
-        )
-        for i, b in enumerate(buyers):
-            b.blocked_share = float(blocked_b[i])
-            b.unmet_share = float(unmet_b[i])
-            bought = cleared.domestic[i].sum() + cleared.foreign[i].sum()
-            b.domestic_share = float(cleared.domestic[i].sum() / bought) if bought > 0 else 0.0
-            b.react(
-                spill if b.state_linked > 0 else 0.0,
-                p["sourcing.security_jump"],
-                p["sourcing.security_decay_pct_per_quarter"] / 100.0,
-                p["sourcing.flagship_market_loss_pct_per_unmet"] / 100.0
-                if b is self.flagship
-                else 0.0,
-                p["sourcing.flagship_foreign_loss_multiplier"],
-            )
-
-        # Entry and failure.
-        failed, wasted_fail = demography.fail(self)
-        self.firms.compact()
-        entered = demography.enter(self, state_total + private_total)
-
-        self.recorder.record(
-            demand_total=demand_total,
-            demand_k=demand_k,
-            dom_k=dom_k,
-            located_k=located_k,
-            unmet=float(cleared.unmet.sum()),
-            upstream=upstream,
-            domestic_tools=domestic_tools,
-            foreign_tools=foreign_tools,
-            foreign_by_origin=foreign_by_origin,
-            frontier=frontier,
-            state_total=state_total,
-            wasted=wasted + wasted_fail,
-            private=private_total,
-            entered=entered,
-            failed=failed,
-            shortfall=shortfall,
-        )
-
-    # -- helpers ----------------------------------------------------------------------------
-    def _capacity_by_line(self, mask: np.ndarray) -> np.ndarray:
-        """(lines, vintages) capacity of the firms in ``mask``."""
+    def _source_upstream(self, q: Quarter) -> None:
+        """Upstream purchases: EDA/IP at the node designed for, materials at the node made,
+        packaging less node-bound, and chip design (mechanism 2 with China as buyer)."""
+        p = self.p
         f = self.firms
         n = f.n
-        rows = np.nonzero(mask)[0]
-        line = f.line[rows]
-        cap = f.cap[:n][rows]
-        out = np.empty((len(FIRM_LINES), 3))
-        for v in range(3):
-            out[:, v] = np.bincount(line, weights=cap[:, v], minlength=len(FIRM_LINES))
-        return out
-
-    def _open(self, item: str, listed: bool, gen) -> np.ndarray:
-        """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
-        index, blocked = self.regime.blocked_rows(
-            item, listed, gen, self.quarter, self.compliance, self.us_technology
+        buyers = list(self.buyers.values())
+        shares_b = np.array([b.demand_share for b in buyers])
+        security_b = np.array([b.security for b in buyers])
+        # np.average's own arithmetic (multiply, sum, divide), without its Python overhead.
+        q.mean_security = p["sourcing.upstream_security_weight"] * float(
+            np.multiply(security_b, shares_b).sum() / shares_b.sum()
         )
-        return ((1.0 - blocked) @ self.foreign_share[item])[index]
+        live = f.alive[:n] & ~f.fraud[:n]
+        design_rows = live & (f.line[:n] == FIRM_LINE_INDEX["design"])
+        design_cap = f.cap[:n][design_rows].sum()
+        listed_design_share = safe_share(f.cap[:n][design_rows & f.listed[:n]].sum(), design_cap)
+        s, demand_k, value_pct = q.supply, q.demand.by_tier_usd_bn, "demand.upstream_value_share_pct"
+        behind = p["technology.upstream_gens_behind_chip"]
+        made_k = q.chips.domestic_by_tier + q.chips.located_by_tier
+        specs = {
+            "eda_ip": (demand_k * p[f"{value_pct}.eda_ip"] / 100.0, s.reference_gen_by_tier,
+                       listed_design_share, True),
+            "materials": (made_k * p[f"{value_pct}.materials"] / 100.0,
+                          s.gen_by_tier - behind["materials"],
+                          float(s.listed_share_by_tier.mean()), True),
+            "packaging": (demand_k * p[f"{value_pct}.packaging"] / 100.0,
+                          s.reference_gen_by_tier - behind["packaging"], 0.0, False),
+        }  # fmt: skip
+        for seg, (seg_demand, need_gen, listed_share, controllable) in specs.items():
+            bought = self._upstream(seg, seg_demand, need_gen, listed_share, controllable, q)
+            q.upstream[seg] = bought
+            q.revenue_by_item[seg] += bought["by_origin"]
+            if seg != "packaging":
+                q.foreign_by_origin += bought["by_origin"]
+        q.upstream["design"] = self._design_market(q, design_rows)
 
-    def _upstream(self, seg, demand_k, need_gen_k, listed_share, controllable, security) -> dict:
+    def _upstream(self, seg, demand_k, need_gen_k, listed_share, controllable, q) -> dict:
         """China's purchases of one upstream segment, tier by tier, from one domestic pool."""
         p = self.p
         li = FIRM_LINE_INDEX[seg]
         best = self.line_best[li]
         gap = np.maximum(0.0, need_gen_k - best)
-        want = logistic(
-            p["sourcing.domestic_bias"][seg]
-            - p["technology.ramp_quality_gap_cost"] * gap
-            + self.china.procurement_preference
-            + security
+        want = domestic_preference(
+            p["sourcing.domestic_bias"][seg],
+            p["technology.ramp_quality_gap_cost"],
+            gap,
+            self.china.procurement_preference,
+            q.mean_security,
         )
-        adequate = (best + 1.0 >= need_gen_k).astype(float)
+        adequate = (best + p["technology.upstream_adequacy_generations"] >= need_gen_k).astype(float)
         if controllable:
-            blk0 = self.regime.blocked(
-                seg, False, need_gen_k, self.quarter, self.compliance, self.us_technology
-            )
-            blk1 = self.regime.blocked(
-                seg, True, need_gen_k, self.quarter, self.compliance, self.us_technology
-            )
+            args = (need_gen_k, self.quarter, self.compliance, self.us_technology)
+            blk0 = self.regime.blocked(seg, False, *args)
+            blk1 = self.regime.blocked(seg, True, *args)
             blk = (1 - listed_share) * blk0 + listed_share * blk1
         else:
             blk = np.zeros((len(TIERS), len(ORIGINS)))
@@ -693,28 +483,260 @@ class DecouplingModel(mesa.Model):
             "by_origin": by_origin,
         }
 
+    def _design_market(self, q: Quarter, design_rows: np.ndarray) -> dict:
+        """Chinese design houses' sales: they need a foundry and EDA tools at their node.
+
+        A listed design house loses foreign foundries under a foreign direct product rule
+        and must find a domestic one (F18); without EDA tools for its node it keeps the
+        designs it can move to older nodes (``sourcing.design_fallback_pct``).
+        """
+        p = self.p
+        f = self.firms
+        n = f.n
+        best = self.line_best
+        frontier = q.frontier_gen
+        listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
+        design_gen = f.gen[:n]
+        eda_adequate = best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"] >= design_gen
+        eda_access = np.ones(n)
+        for listed in (False, True):
+            rows = design_rows & (f.listed[:n] == listed)
+            if rows.any():
+                open_eda = self._open("eda_ip", listed, design_gen[rows])
+                eda_access[rows] = reachable_share(open_eda, eda_adequate[rows])
+        fallback = p["sourcing.design_fallback_pct"] / 100.0
+        eda_access = reachable_share(eda_access, fallback)
+        tolerance = p["technology.design_foundry_tolerance_generations"]
+        domestic_foundry_ok = self.china_best_gen >= f.gen[:n] - tolerance
+        foundry_access = np.where(
+            f.listed[:n], reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
+        )
+        access = foundry_access * eda_access
+        supply = float((f.total_capacity()[design_rows] * access[design_rows]).sum())
+        lag = p["technology.design_reference_lag_generations"]
+        gap = max(0.0, frontier - lag - best[FIRM_LINE_INDEX["design"]])
+        want = float(
+            domestic_preference(
+                p["sourcing.domestic_bias"]["design"],
+                p["technology.ramp_quality_gap_cost"],
+                gap,
+                p["sourcing.design_procurement_weight"] * self.china.procurement_preference,
+                q.mean_security,
+            )
+        )
+        demand = q.demand.total_usd_bn
+        return {"domestic": min(supply, want * demand), "demand": demand, "supply": supply}
+
+    def _sell(self, q: Quarter) -> None:
+        """Firms' revenue: domestic sales pro rata to capacity, plus exports of what is left,
+        up to a line's export ratio (exports per US$ of domestic sales)."""
+        f = self.firms
+        n = f.n
+        live = f.alive[:n] & ~f.fraud[:n]
+        cap = f.cap[:n]
+        sold = self._sold_shares(q)[f.line[:n]]
+        revenue = np.where(
+            live, cap[:, 0] * sold[:, 0] + cap[:, 1] * sold[:, 1] + cap[:, 2] * sold[:, 2], 0.0
+        )
+        f.revenue_usd_bn[:n] = revenue
+
+    def _sold_shares(self, q: Quarter) -> np.ndarray:
+        """(lines, vintages): share of each line's capacity sold, at home or abroad."""
+        export_ratio = self.p["firm_finance.export_ratio"]
+        supply_k = q.supply.capacity_by_tier
+        dom_k = q.chips.domestic_by_tier
+        sold_frac_k = np.where(supply_k > 0, dom_k / np.where(supply_k > 0, supply_k, 1.0), 0.0)
+        sold = np.zeros((len(FIRM_LINES), N_VINTAGES))
+        for k in range(N_VINTAGES):  # foundry tiers are its vintages, in the same order
+            sold[FOUNDRY, k] = with_exports(sold_frac_k[k], export_ratio["foundry"])
+        sold[MEMORY, :] = with_exports(sold_frac_k[TIERS.index("memory")], export_ratio["memory"])
+        sold[COMPOUND, :] = with_exports(
+            sold_frac_k[TIERS.index("compound")], export_ratio["compound"]
+        )
+        for seg in ("eda_ip", "materials", "packaging", "design"):
+            li = FIRM_LINE_INDEX[seg]
+            supply = self.line_supply[li]
+            s = min(1.0, q.upstream[seg]["domestic"] / supply) if supply > 0 else 0.0
+            sold[li, :] = with_exports(s, export_ratio[seg])
+        for seg in TOOL_ITEMS:
+            li = FIRM_LINE_INDEX[seg]
+            supply = self.line_supply[li]
+            sold[li, :] = min(1.0, self.tool_sales[li] / supply) if supply > 0 else 0.0
+        return sold
+
+    def _finance(self, q: Quarter) -> None:
+        """Mechanism 5: state and private money, talent, capex, tools, capacity built."""
+        p = self.p
+        f = self.firms
+        n = f.n
+        state_total, state_lost, targeted = self.china.budget()
+        state_money, state_rd = finance.distribute_state_money(
+            self, state_total - state_lost, targeted
+        )
+        to_fraud = float(state_money[f.fraud[:n]].sum())
+        private_total = finance.private_money(self)
+        # Investors follow sales (F21: STAR listings of firms with revenue), not capacity.
+        live = f.alive[:n] & ~f.fraud[:n]
+        revenue = f.revenue_usd_bn[:n]
+        floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
+        private = finance.allocate(private_total, np.where(live, revenue + floor, 0.0))
+        shortfall, talent_factor = self._talent()
+        q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
+        tools = finance.invest_and_build(
+            self, state_money, state_rd, private, self.line_best, talent_factor, q.mean_security
+        )
+        self.tool_sales = np.zeros(len(FIRM_LINES))
+        for item in TOOL_ITEMS:
+            self.tool_sales[FIRM_LINE_INDEX[item]] = tools["domestic"][item]
+        q.foreign_by_origin += tools["foreign_by_origin"]
+        for item in TOOL_ITEMS:
+            q.revenue_by_item[item] += tools["foreign_by_origin_item"][item]
+        for firm_group, item, origin_index in self._group_origins:
+            firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
+        located_capex = self._grow_foreign_fabs(q)
+        q.money.foreign_tools_usd_bn = (
+            tools["foreign"]["litho_equipment"] + tools["foreign"]["other_equipment"] + located_capex
+        )
+        q.money.domestic_tools_usd_bn = (
+            tools["domestic"]["litho_equipment"] + tools["domestic"]["other_equipment"]
+        )
+
+    def _talent(self) -> tuple[float, float]:
+        """China's talent shortfall (F15) and the factor it puts on building and learning.
+
+        Design houses hire from a wider software pool; F15's gap is about fabs and tools.
+        """
+        p = self.p
+        non_design = self.line_supply.sum() - self.line_supply[FIRM_LINE_INDEX["design"]]
+        need_per_capacity = p["china.talent_need_k_per_usd_bn_capacity"] * QUARTERS_PER_YEAR
+        need = need_per_capacity * (non_design + self.fabs_in_china.sum())
+        shortfall = max(0.0, 1.0 - self.china.talent_supply_k / need) if need > 0 else 0.0
+        self.talent_shortfall = shortfall
+        reference = 1.0 - p["china.talent_reference_shortfall_pct"] / 100.0
+        factor = ((1.0 - shortfall) / reference) ** p["china.talent_elasticity"]
+        return shortfall, factor
+
+    def _grow_foreign_fabs(self, q: Quarter) -> float:
+        """Foreign-owned fabs in China grow where they can still buy tools; returns their
+        tool purchases (they count in China's equipment market), US$ bn."""
+        p = self.p
+        growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** (
+            1 / QUARTERS_PER_YEAR
+        ) - 1
+        tool_blocked = self.regime.blocked(
+            "other_equipment",
+            False,
+            q.supply.reference_gen_by_tier,
+            self.quarter,
+            self.compliance,
+            self.us_technology,
+            for_expansion=True,
+        )
+        tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
+        added = self.fabs_in_china * growth * tool_open[None, :]
+        capex_per_output = p["firm_finance.capex_per_annual_output"]["foundry"]
+        tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
+        capex = float(added.sum()) * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
+        depreciation = (
+            p["firm_finance.depreciation_pct_per_quarter"] / 100.0
+            * p["foreign.fabs_in_china_depreciation_ratio"]
+        )
+        self.fabs_in_china = self.fabs_in_china * (1 - depreciation) + added
+        return capex
+
+    def _learn(self, q: Quarter) -> None:
+        """Mechanism 4: firms' technology advances under the ceilings controls impose."""
+        technology.learn(self, q.money.talent_factor, self.line_best)
+        self.china_best_gen = self._china_best_gen()
+
+    def _policy_feedback(self, q: Quarter) -> None:
+        """Mechanism 6: the US, the allies and China respond; buyers remember being cut off."""
+        world_rev = self._world_revenue_by_origin(q.demand.world_usd_bn, q.demand.tier_shares)
+        for i, o in enumerate(ORIGINS):
+            if o in self.allies:
+                self.allies[o].exposure = safe_share(q.foreign_by_origin[i], world_rev[i])
+        self.us.lost_revenue_usd_bn = q.chips.lost_us_usd_bn
+        self.us.act()
+        self.agents_by_type[AllyGovernment].shuffle_do("decide")
+        self.china.update_talent()
+        self._update_design_out()
+        self._buyers_react(q)
+
+    def _buyers_react(self, q: Quarter) -> None:
+        """Buyers cut off raise their security concern; part spills over (CLM70); the
+        flagship loses sales where chips are missing (F18)."""
+        p = self.p
+        cleared = q.chips.cleared
+        demand_b = q.chips.demand_by_buyer.sum(axis=1)
+        floor = np.maximum(demand_b, DEMAND_FLOOR_USD_BN)
+        blocked_b = cleared.blocked_demand.sum(axis=1) / floor
+        unmet_b = cleared.unmet.sum(axis=1) / floor
+        spill = p["sourcing.security_spillover"] * float(
+            np.multiply(blocked_b, demand_b).sum() / demand_b.sum()
+        )
+        for i, b in enumerate(self.buyers.values()):
+            b.blocked_share = float(blocked_b[i])
+            b.unmet_share = float(unmet_b[i])
+            bought = cleared.domestic[i].sum() + cleared.foreign[i].sum()
+            b.domestic_share = float(cleared.domestic[i].sum() / bought) if bought > 0 else 0.0
+            b.react(
+                spill if b.state_linked > 0 else 0.0,
+                p["sourcing.security_jump"],
+                p["sourcing.security_decay_pct_per_quarter"] / 100.0,
+                p["sourcing.flagship_market_loss_pct_per_unmet"] / 100.0
+                if b is self.flagship
+                else 0.0,
+                p["sourcing.flagship_foreign_loss_multiplier"],
+            )
+
+    def _demography(self, q: Quarter) -> None:
+        """Swarm firms fail, then enter with the quarter's money; waste is counted once."""
+        q.failed, wasted_with_failed = demography.fail(self)
+        self.firms.compact()
+        q.entered = demography.enter(self, q.money.state_total_usd_bn + q.money.private_usd_bn)
+        q.wasted_usd_bn = finance.wasted_state_money(
+            q.money.state_lost_usd_bn, q.money.state_to_fraud_usd_bn, wasted_with_failed
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+    def _capacity_by_line(self, mask: np.ndarray) -> np.ndarray:
+        """(lines, vintages) capacity of the firms in ``mask``."""
+        f = self.firms
+        n = f.n
+        rows = np.nonzero(mask)[0]
+        line = f.line[rows]
+        cap = f.cap[:n][rows]
+        out = np.empty((len(FIRM_LINES), N_VINTAGES))
+        for v in range(N_VINTAGES):
+            out[:, v] = np.bincount(line, weights=cap[:, v], minlength=len(FIRM_LINES))
+        return out
+
+    def _open(self, item: str, listed: bool, gen) -> np.ndarray:
+        """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
+        index, blocked = self.regime.blocked_rows(
+            item, listed, gen, self.quarter, self.compliance, self.us_technology
+        )
+        return ((1.0 - blocked) @ self.foreign_share[item])[index]
+
     def _world_revenue_by_origin(self, world_q: float, shares: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ORIGINS))
         for k, item in enumerate(CHIP_ITEMS):
             out += world_q * shares[k] * self.foreign_share[item]
-        for item, ratio in WORLD_UPSTREAM_RATIO.items():
+        for item, ratio in self.p["demand.world_upstream_ratio"].items():
             out += world_q * ratio * self.foreign_share[item]
         return out
 
     def _update_design_out(self) -> None:
         """Third-country firms remove US technology under extraterritorial pressure (F23)."""
         p = self.p
-        fdp_active = any(
-            r.foreign_direct_product and r.effective_q <= self.quarter
-            for r in self.regime.state.rules
-        )
-        if not fdp_active:
+        rules = self.regime.state.rules
+        if not any(r.foreign_direct_product and r.effective_q <= self.quarter for r in rules):
             return
+        pressure = p["countermeasures.design_out_base_pressure"] + self.china.countermeasure_level
         rate = (
-            p["countermeasures.design_out_pct_per_quarter"]
-            / 100.0
+            p["countermeasures.design_out_pct_per_quarter"] / 100.0
             * self.regime.state.reach
-            * (0.5 + self.china.countermeasure_level)
+            * pressure
         )
         keep = np.ones(len(ORIGINS))
         keep[[i for i, o in enumerate(ORIGINS) if o != "united_states"]] = 1.0 - rate
@@ -723,8 +745,5 @@ class DecouplingModel(mesa.Model):
 
     @property
     def china_best_node_nm(self) -> float:
+        """China's best logic node in volume production, nm."""
         return float(gen_to_node_nm(self.china_best_gen))
-
-
-def _share(part: float, whole: float) -> float:
-    return float(part / whole) if whole > 0 else 0.0

@@ -1,31 +1,109 @@
-"""Per-quarter records: one row of the output contract (docs/outputs.md) per step.
+"""Per-quarter records: one row of the output contract (:mod:`model.outputs`) per step.
 
-The recorder keeps model-level values only (not per-agent records: mesa-notes.md measured
+Each declared output has one *measure* here: a function of the model and the finished
+:class:`~model.quarter.Quarter` that returns the column's value for the quarter. The
+recorder keeps model-level values only (not per-agent records: mesa-notes.md measured
 DataCollector's agent reporters doubling step cost) and hands them back as columns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .calendar import ordinal_to_label
+from .firms import FIRM_LINE_INDEX
+from .outputs import INT, OUTPUT_BY_NAME, OUTPUT_COLUMNS
+from .quarter import Quarter
 from .regimes import ORIGINS
-from .taxonomy import ALLIES, COUNTRIES, OUTPUT_COLUMNS, TIERS, UPSTREAM, gen_to_node_nm
+from .taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM, gen_to_node_nm
 
-TIER_COLUMNS = tuple(f"self_sufficiency_tier_{t}_pct" for t in TIERS)
-_REVENUE_COLUMNS = tuple(
-    (f"foreign_revenue_from_china_usd_bn_{c}", ORIGINS.index(c)) for c in COUNTRIES
-)
-_ALLY_COLUMNS = tuple((a, f"ally_alignment_{a}", f"ally_defected_{a}") for a in ALLIES)
-_SEGMENT_COLUMNS = tuple((seg, f"self_sufficiency_segment_{seg}_pct") for seg in UPSTREAM)
-
-INTEGER_COLUMNS = frozenset(
-    {"firms_active", "firms_entered", "firms_failed", *(f"ally_defected_{a}" for a in ALLIES)}
-)
+Measure = Callable[[object, Quarter], float]
 
 
-def _pct(part: float, whole: float) -> float:
+def pct(part: float, whole: float) -> float:
+    """``100 * part / whole``, 0 when ``whole`` is not positive."""
     return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def self_sufficiency(m, q: Quarter) -> float:
+    """China-located production's share of China's chip demand, % (F03's definition)."""
+    made = q.chips.domestic_by_tier.sum() + q.chips.located_by_tier.sum()
+    return pct(made, q.demand.total_usd_bn)
+
+
+def _tier(k: int) -> Measure:
+    def measure(m, q: Quarter) -> float:
+        made = q.chips.domestic_by_tier[k] + q.chips.located_by_tier[k]
+        return pct(made, q.demand.by_tier_usd_bn[k])
+
+    return measure
+
+
+def _segment(seg: str) -> Measure:
+    if seg in ("litho_equipment", "other_equipment"):
+        return _tool_segment(seg)
+
+    def measure(m, q: Quarter) -> float:
+        bought = q.upstream[seg]
+        return min(100.0, pct(bought["domestic"], bought["demand"]))
+
+    return measure
+
+
+def _tool_segment(seg: str) -> Measure:
+    def measure(m, q: Quarter) -> float:
+        litho_share = m.p["firm_finance.litho_share_of_tools_pct"] / 100.0
+        total = q.money.foreign_tools_usd_bn + q.money.domestic_tools_usd_bn
+        share = litho_share if seg == "litho_equipment" else 1 - litho_share
+        return min(100.0, pct(m.tool_sales[FIRM_LINE_INDEX[seg]], total * share))
+
+    return measure
+
+
+def _foreign_revenue(country: str) -> Measure:
+    i = ORIGINS.index(country)
+    return lambda m, q: float(q.foreign_by_origin[i])
+
+
+def _domestic_tools_share(m, q: Quarter) -> float:
+    domestic = q.money.domestic_tools_usd_bn
+    return pct(domestic, domestic + q.money.foreign_tools_usd_bn)
+
+
+MEASURES: dict[str, Measure] = {
+    "self_sufficiency_pct": self_sufficiency,
+    "self_sufficiency_china_hq_pct": lambda m, q: pct(
+        q.chips.domestic_by_tier.sum(), q.demand.total_usd_bn
+    ),
+    **{f"self_sufficiency_tier_{t}_pct": _tier(k) for k, t in enumerate(TIERS)},
+    **{f"self_sufficiency_segment_{s}_pct": _segment(s) for s in UPSTREAM},
+    "goal_gap_pp": lambda m, q: m.p["china.self_sufficiency_goal_pct"] - self_sufficiency(m, q),
+    "china_best_node_nm": lambda m, q: float(gen_to_node_nm(m.china_best_gen)),
+    "frontier_node_nm": lambda m, q: float(gen_to_node_nm(q.frontier_gen)),
+    "node_gap_generations": lambda m, q: max(0.0, q.frontier_gen - m.china_best_gen),
+    "domestic_equipment_share_pct": _domestic_tools_share,
+    "china_demand_usd_bn": lambda m, q: float(q.demand.total_usd_bn),
+    "unmet_demand_usd_bn": lambda m, q: float(q.chips.cleared.unmet.sum()),
+    **{f"foreign_revenue_from_china_usd_bn_{c}": _foreign_revenue(c) for c in COUNTRIES},
+    **{f"ally_alignment_{a}": (lambda a: lambda m, q: float(m.allies[a].alignment))(a) for a in ALLIES},
+    **{f"ally_defected_{a}": (lambda a: lambda m, q: int(m.allies[a].defected))(a) for a in ALLIES},
+    "state_funding_usd_bn": lambda m, q: float(q.money.state_total_usd_bn),
+    "state_funding_wasted_usd_bn": lambda m, q: float(q.wasted_usd_bn),
+    "private_investment_usd_bn": lambda m, q: float(q.money.private_usd_bn),
+    "firms_active": lambda m, q: int(m.firms.alive[: m.firms.n].sum()),
+    "firms_entered": lambda m, q: int(q.entered),
+    "firms_failed": lambda m, q: int(q.failed),
+    "flagship_domestic_share_pct": lambda m, q: 100.0 * m.flagship.domestic_share,
+    "flagship_foreign_sales_index": lambda m, q: float(m.flagship.foreign_sales_index),
+    "talent_shortfall_pct": lambda m, q: 100.0 * q.money.talent_shortfall,
+}
+
+_missing = set(OUTPUT_COLUMNS) ^ set(MEASURES)
+if _missing:  # caught at import, not mid-run
+    raise ImportError(f"model.records: outputs without a measure, or measures without an output: {sorted(_missing)}")
+_ORDERED = tuple((name, MEASURES[name]) for name in OUTPUT_COLUMNS)
 
 
 class Recorder:
@@ -36,90 +114,23 @@ class Recorder:
         self.quarters: list[str] = []
         self.rows: dict[str, list] = {c: [] for c in OUTPUT_COLUMNS}
 
-    def record(
-        self,
-        *,
-        demand_total,
-        demand_k,
-        dom_k,
-        located_k,
-        unmet,
-        upstream,
-        domestic_tools,
-        foreign_tools,
-        foreign_by_origin,
-        frontier,
-        state_total,
-        wasted,
-        private,
-        entered,
-        failed,
-        shortfall,
-    ) -> None:
-        """Append the row for the model's current quarter."""
+    def record(self, q: Quarter) -> None:
+        """Append the row of the quarter ``q`` describes."""
         m = self.model
-        row = self.rows
-        self.quarters.append(ordinal_to_label(m.quarter))
-        ss = _pct(dom_k.sum() + located_k.sum(), demand_total)
-        row["self_sufficiency_pct"].append(ss)
-        row["self_sufficiency_china_hq_pct"].append(_pct(dom_k.sum(), demand_total))
-        for k, col in enumerate(TIER_COLUMNS):
-            row[col].append(_pct(dom_k[k] + located_k[k], demand_k[k]))
-        for seg, col in _SEGMENT_COLUMNS:
-            if seg in ("litho_equipment", "other_equipment"):
-                item_dom = m.tool_sales[_line(seg)]
-                total = foreign_tools + domestic_tools
-                value = _pct(
-                    item_dom,
-                    total
-                    * (
-                        m.p["firm_finance.litho_share_of_tools_pct"] / 100.0
-                        if seg == "litho_equipment"
-                        else 1 - m.p["firm_finance.litho_share_of_tools_pct"] / 100.0
-                    ),
-                )
-            else:
-                value = _pct(upstream[seg]["domestic"], upstream[seg]["demand"])
-            row[col].append(min(100.0, value))
-        row["goal_gap_pp"].append(70.0 - ss)
-        row["china_best_node_nm"].append(float(gen_to_node_nm(m.china_best_gen)))
-        row["frontier_node_nm"].append(float(gen_to_node_nm(frontier)))
-        row["node_gap_generations"].append(max(0.0, frontier - m.china_best_gen))
-        row["domestic_equipment_share_pct"].append(
-            _pct(domestic_tools, domestic_tools + foreign_tools)
-        )
-        row["china_demand_usd_bn"].append(float(demand_total))
-        row["unmet_demand_usd_bn"].append(float(unmet))
-        for col, i in _REVENUE_COLUMNS:
-            row[col].append(float(foreign_by_origin[i]))
-        for a, alignment_col, defected_col in _ALLY_COLUMNS:
-            row[alignment_col].append(float(m.allies[a].alignment))
-            row[defected_col].append(int(m.allies[a].defected))
-        row["state_funding_usd_bn"].append(float(state_total))
-        row["state_funding_wasted_usd_bn"].append(float(wasted))
-        row["private_investment_usd_bn"].append(float(private))
-        f = m.firms
-        row["firms_active"].append(int(f.alive[: f.n].sum()))
-        row["firms_entered"].append(int(entered))
-        row["firms_failed"].append(int(failed))
-        row["flagship_domestic_share_pct"].append(100.0 * m.flagship.domestic_share)
-        row["flagship_foreign_sales_index"].append(float(m.flagship.foreign_sales_index))
-        row["talent_shortfall_pct"].append(100.0 * shortfall)
+        self.quarters.append(ordinal_to_label(q.ordinal))
+        rows = self.rows
+        for name, measure in _ORDERED:
+            rows[name].append(measure(m, q))
 
     def columns(self) -> dict[str, np.ndarray]:
         """The recorded quarters as columns (``quarter``, ``year`` and every output column)."""
         out: dict[str, np.ndarray] = {
             "quarter": np.array(self.quarters, dtype=object),
-            "year": np.array([int(q[:4]) for q in self.quarters], dtype=np.int32),
+            "year": np.array([int(label[:4]) for label in self.quarters], dtype=np.int32),
         }
         for c in OUTPUT_COLUMNS:
-            out[c] = np.asarray(
-                self.rows[c], dtype=np.int64 if c in INTEGER_COLUMNS else np.float64
-            )
+            out[c] = np.asarray(self.rows[c], dtype=OUTPUT_BY_NAME[c].dtype)
         return out
 
 
-def _line(seg: str) -> int:
-    from .firms import FIRM_LINE_INDEX
-
-    return FIRM_LINE_INDEX[seg]
+__all__ = ["INT", "MEASURES", "OUTPUT_COLUMNS", "Recorder", "pct", "self_sufficiency"]

@@ -28,6 +28,12 @@ from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, node_nm_to_gen
 #: Supply origins: the six countries plus ``other`` (outside every regime).
 ORIGINS: tuple[str, ...] = COUNTRIES + ("other",)
 ITEM_INDEX = {name: i for i, name in enumerate(CONTROLLABLE)}
+#: Buyer kinds a rule can treat differently: unlisted (0) and listed (1) Chinese buyers.
+BUYER_KINDS = 2
+#: ``last_tightened_q`` before any rule-based tightening: long before every run.
+NEVER_Q = -(10**6)
+#: Cached regime tables kept before the cache is cleared (a run asks a few dozen per quarter).
+MAX_CACHED_TABLES = 256
 
 
 @dataclass
@@ -70,12 +76,21 @@ class ExportControlRegime(mesa.Agent):
         self._version = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._arrays_stamp: tuple[int, int] | None = None
-        self.last_tightened_q = -(10**6)
+        self.last_tightened_q = NEVER_Q
 
     # -- changes ----------------------------------------------------------------------
     def add_rule(self, rule: ControlRule) -> None:
         """Add a rule (from a scenario event or the auto-tightening rule)."""
         self.state.rules.append(rule)
+
+    def set_reach(self, reach: float) -> None:
+        """Set how far foreign direct product rules reach third-country items (0-1)."""
+        self.state.reach = reach
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget cached tables: something they depend on changed (an event, a parameter)."""
+        self._version += 1
 
     def relax(self, item: str, target: str, licence_pct: float) -> None:
         """Raise the licence share of matching rules (F26: lobbying, detente)."""
@@ -142,7 +157,7 @@ class ExportControlRegime(mesa.Agent):
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
         # threshold is at or below ``g``, so its interval is found by bisection.
         return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[
-            2 * ITEM_INDEX[item] + int(bool(listed))
+            BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))
         ]
 
     def blocked_items(
@@ -157,7 +172,7 @@ class ExportControlRegime(mesa.Agent):
     ) -> np.ndarray:
         """(items, origins): :meth:`blocked` of several items at one generation, in one call."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
-        combos = np.array([2 * ITEM_INDEX[item] + int(bool(listed)) for item in items])
+        combos = np.array([BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed)) for item in items])
         row = int(np.searchsorted(thresholds, float(gen), side="right"))
         return 1.0 - tables[combos, row]
 
@@ -172,7 +187,7 @@ class ExportControlRegime(mesa.Agent):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
-        return thresholds, 1.0 - tables[2 * ITEM_INDEX[item] + int(bool(listed))][1:]
+        return thresholds, 1.0 - tables[BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))][1:]
 
     def _open_tables(self, quarter, compliance, us_technology, for_expansion):
         """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.
@@ -211,7 +226,7 @@ class ExportControlRegime(mesa.Agent):
                 (quarter, self.state.reach, len(self.state.rules), self._version),
             )
             return cached[0], cached[1]
-        if len(self._cache) > 256:
+        if len(self._cache) > MAX_CACHED_TABLES:
             self._cache.clear()
         rules = self._rule_arrays()
         open_factor, binds = self._open_factors(
@@ -220,7 +235,7 @@ class ExportControlRegime(mesa.Agent):
         binding = np.nonzero(binds)[0]
         rule_thresholds = rules["threshold_gen"][binding]
         thresholds = np.array(sorted(set(rule_thresholds.tolist())), dtype=float)
-        tables = np.ones((2 * len(ITEM_INDEX), thresholds.size + 1, len(ORIGINS)))
+        tables = np.ones((BUYER_KINDS * len(ITEM_INDEX), thresholds.size + 1, len(ORIGINS)))
         # A rule covers the intervals from its own threshold up (a suffix of the rows) for a
         # listed buyer, and for others too when it is country-wide. One entry per covered
         # (combination, row), grouped by rule: ``multiply.at`` applies entries in order, so
@@ -230,7 +245,7 @@ class ExportControlRegime(mesa.Agent):
         per_rule = span * (1 + rules["target_all"][binding])
         rule = np.repeat(np.arange(binding.size), per_rule)
         local = np.arange(rule.size) - np.repeat(np.cumsum(per_rule) - per_rule, per_rule)
-        combo = 2 * rules["item"][binding][rule] + 1 - (local >= span[rule])
+        combo = BUYER_KINDS * rules["item"][binding][rule] + 1 - (local >= span[rule])
         row = first[rule] + local % span[rule]
         np.multiply.at(tables, (combo, row), open_factor[binding][rule])
         tables.flags.writeable = False
@@ -303,6 +318,15 @@ class ExportControlRegime(mesa.Agent):
             for r in self.state.rules
             if r.item == idx and r.effective_q <= quarter and r.target == target
         )
+
+
+def pressure_index(intensity: float, intensity_per_unit: float, max_index: float) -> float:
+    """Control pressure in units of ``intensity_per_unit`` of regime intensity, capped.
+
+    ``controls.intensity_per_pressure_unit`` sets the unit; the US's pressure on allies and
+    the spur to private money each have their own cap.
+    """
+    return min(max_index, intensity / intensity_per_unit)
 
 
 def threshold_to_gen(threshold_nm: float | None) -> float:

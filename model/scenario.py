@@ -52,7 +52,8 @@ from pydantic.fields import FieldInfo
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
 from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
-from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, OUTPUT_COLUMNS, TIERS, UPSTREAM
+from .outputs import OUTPUT_COLUMNS
+from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, TIERS, UPSTREAM
 
 #: Named entities an event may list or delist: champion firms and buyers.
 ENTITIES: tuple[str, ...] = (
@@ -88,11 +89,13 @@ INIT_ONLY_PREFIXES: tuple[str, ...] = (
     "allies.initial_alignment",
     "allies.opinion_us_ties_pct",
     "allies.security_dependence",
+    "china.talent_reference_year",
     "china.talent_workforce_k_2019",
     "china_firms.champions",
     "china_firms.registered_firms_2014",
     "china_firms.real_firms_per_agent",
     "china_firms.swarm_capacity_usd_bn_per_quarter_2014",
+    "china_firms.swarm_line_mix_pct",
     "foreign.fabs_in_china_usd_bn_per_quarter_2014",
     "foreign.supply_share_pct",
     "foreign.us_technology_pct",

@@ -70,32 +70,6 @@ def gen_to_node_nm(gen):
 #: Generation thresholds of the logic tiers: leading means below 10 nm, advanced 22 nm or below.
 LEADING_MIN_GEN = node_nm_to_gen(10.0)
 ADVANCED_MIN_GEN = node_nm_to_gen(22.0)
-
-
-#: Numeric output columns recorded every quarter, in contract order (docs/outputs.md); the
-#: identifiers ``scenario``, ``seed``, ``sample``, ``quarter``, ``year`` come first in stores.
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "self_sufficiency_pct",
-    "self_sufficiency_china_hq_pct",
-    *(f"self_sufficiency_tier_{t}_pct" for t in TIERS),
-    *(f"self_sufficiency_segment_{s}_pct" for s in UPSTREAM),
-    "goal_gap_pp",
-    "china_best_node_nm",
-    "frontier_node_nm",
-    "node_gap_generations",
-    "domestic_equipment_share_pct",
-    "china_demand_usd_bn",
-    "unmet_demand_usd_bn",
-    *(f"foreign_revenue_from_china_usd_bn_{c}" for c in COUNTRIES),
-    *(f"ally_alignment_{a}" for a in ALLIES),
-    *(f"ally_defected_{a}" for a in ALLIES),
-    "state_funding_usd_bn",
-    "state_funding_wasted_usd_bn",
-    "private_investment_usd_bn",
-    "firms_active",
-    "firms_entered",
-    "firms_failed",
-    "flagship_domestic_share_pct",
-    "flagship_foreign_sales_index",
-    "talent_shortfall_pct",
-)
+#: The most advanced node of the mature tier: 28 nm, generation 0 by definition. Foundries
+#: build mature capacity here, or at their own node if it is older.
+MATURE_BEST_GEN = 0.0

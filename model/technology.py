@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .calendar import QUARTERS_PER_YEAR
 from .firms import COMPOUND, FIRM_LINE_INDEX, FIRM_LINES, FOUNDRY, MEMORY, in_lines
-from .taxonomy import node_nm_to_gen
+from .taxonomy import ADVANCED_MIN_GEN, LEADING_MIN_GEN, node_nm_to_gen
 
 #: Upstream items a fab needs to move to a new node.
 NODE_INPUTS: tuple[str, ...] = ("litho_equipment", "other_equipment", "eda_ip")
+#: Sentinel generation of a line (or of China's best foundry) with no firm to measure:
+#: far below any real node, so it never reads as capability.
+NO_FIRM_GEN = -10.0
+#: How far below a control threshold "just below it" is, in generations (rules are step
+#: functions of the generation, binding at and above their threshold).
+BELOW_THRESHOLD_GEN = 1e-6
+#: Random draws per champion per quarter: a breakthrough and a setback.
+DRAWS_PER_CHAMPION = 2
 
 
 def frontier_gen(p: dict, year: float) -> float:
@@ -26,9 +35,11 @@ def frontier_gen(p: dict, year: float) -> float:
     g0 = node_nm_to_gen(p["frontier.node_nm_2014"])
     early = p["frontier.generations_per_year_to_2022"]
     late = p["frontier.generations_per_year_after_2022"]
-    if year <= 2022.5:
-        return g0 + early * (year - 2014.0)
-    return g0 + early * (2022.5 - 2014.0) + late * (year - 2022.5)
+    start = p["frontier.start_year"]
+    pace_break = p["frontier.pace_break_year"]
+    if year <= pace_break:
+        return g0 + early * (year - start)
+    return g0 + early * (pace_break - start) + late * (year - pace_break)
 
 
 def line_frontiers(p: dict, year: float) -> np.ndarray:
@@ -55,15 +66,16 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
     below = np.nonzero(open_share < model.p["controls.access_minimum_pct"] / 100.0)[0]
     if below.size == 0:
         return np.inf
-    return float(thresholds[below[0]]) - 1e-6
+    return float(thresholds[below[0]]) - BELOW_THRESHOLD_GEN
 
 
-def line_best_gen(firms, n_lines: int = len(FIRM_LINES), min_share: float = 0.05) -> np.ndarray:
+def line_best_gen(firms, min_share: float) -> np.ndarray:
     """Best generation per line among live, honest firms holding >= ``min_share`` of its capacity.
 
     A firm also counts when it is its line's largest, or a champion. Lines without such a
-    firm get -10 (the model fills them in from the frontier).
+    firm get :data:`NO_FIRM_GEN` (see :func:`fill_empty_lines`).
     """
+    n_lines = len(FIRM_LINES)
     n = firms.n
     ok = firms.alive[:n] & ~firms.fraud[:n]
     line = firms.line[:n][ok].astype(np.intp)
@@ -75,7 +87,45 @@ def line_best_gen(firms, n_lines: int = len(FIRM_LINES), min_share: float = 0.05
     big = (cap >= np.minimum(min_share * line_cap, line_max)[line]) | firms.champion[:n][ok]
     out = np.full(n_lines, -np.inf)
     np.maximum.at(out, line[big], gen[big])
-    return np.where(np.isfinite(out), out, -10.0)
+    return np.where(np.isfinite(out), out, NO_FIRM_GEN)
+
+
+def fill_empty_lines(line_best: np.ndarray, frontiers: np.ndarray, gens_behind: float) -> None:
+    """Give lines without a firm (:data:`NO_FIRM_GEN`) a generation ``gens_behind`` the frontier.
+
+    Edits ``line_best`` in place.
+    """
+    missing = line_best <= NO_FIRM_GEN
+    line_best[missing] = frontiers[missing] - gens_behind
+
+
+def by_tier(by_line: np.ndarray) -> np.ndarray:
+    """(tiers,) from (lines, vintages) capacity: foundry vintages are the logic tiers."""
+    return np.array([*by_line[FOUNDRY], by_line[MEMORY].sum(), by_line[COMPOUND].sum()])
+
+
+def tier_generations(china_best_gen, line_best, frontier, compound_frontier):
+    """Per tier, the generation domestic supply reaches and the one buyers compare it with.
+
+    Logic tiers: China's best foundry node, capped at each tier's own upper end (a 7 nm
+    foundry's mature line is a mature-node product); buyers compare the leading tier with
+    the frontier and the others with their tier's upper end. Memory and compound are
+    compared with their own frontiers.
+
+    Returns:
+        ``(domestic_gen, reference_gen)``, each (tiers,).
+    """
+    domestic = np.array(
+        [
+            china_best_gen,
+            min(china_best_gen, LEADING_MIN_GEN),
+            min(china_best_gen, ADVANCED_MIN_GEN),
+            line_best[MEMORY],
+            line_best[COMPOUND],
+        ]
+    )
+    reference = np.array([frontier, LEADING_MIN_GEN, ADVANCED_MIN_GEN, frontier, compound_frontier])
+    return domestic, reference
 
 
 def node_ceilings(model, best: np.ndarray) -> np.ndarray:
@@ -118,12 +168,13 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     frontiers = line_frontiers(p, model.year_float)
     rates = np.array([p["technology.learning_gen_per_year"][name] for name in FIRM_LINES])
     ref = np.array([p["technology.rd_reference_usd_bn_per_year"][name] for name in FIRM_LINES])
-    rd_ratio = 4.0 * f.rd_usd_bn[:n] / ref[line]
-    rd_factor = np.clip(rd_ratio, 1e-3, 9.0) ** p["technology.rd_elasticity"]
+    rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref[line]
+    rd_ratio = np.clip(rd_ratio, p["technology.rd_ratio_floor"], p["technology.rd_ratio_ceiling"])
+    rd_factor = rd_ratio ** p["technology.rd_elasticity"]
     behind = np.maximum(0.0, frontiers[line] - gen)
     step = (
-        0.25
-        * rates[line]
+        rates[line]
+        / QUARTERS_PER_YEAR
         * talent_factor
         * rd_factor
         * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
@@ -131,7 +182,7 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     ceiling = node_ceilings(model, best)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
-        u = model.rng.random((2, champs.size))
+        u = model.rng.random((DRAWS_PER_CHAMPION, champs.size))
         step[champs] += np.where(
             u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0,
             p["technology.breakthrough_generations"],
@@ -147,4 +198,13 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
 
 
-__all__ = ["frontier_gen", "learn", "line_best_gen", "line_frontiers", "node_ceilings"]
+__all__ = [
+    "by_tier",
+    "fill_empty_lines",
+    "frontier_gen",
+    "learn",
+    "line_best_gen",
+    "line_frontiers",
+    "node_ceilings",
+    "tier_generations",
+]

@@ -81,10 +81,18 @@ def test_line_best_gen_counts_firms_with_a_real_share_of_their_line():
     )
     # memory: a fraud at gen 9 does not count
     pop.add([MEMORY, MEMORY], [1.0, 5.0], [1.0, 9.0], 1.0, quarter=0, fraud=np.array([False, True]))
-    best = technology.line_best_gen(pop)
+    best = technology.line_best_gen(pop, min_share=0.05)
     assert best[FOUNDRY] == 4.0
     assert best[MEMORY] == 1.0
-    assert best[DESIGN] == -10.0  # no firm in the line
+    assert best[DESIGN] == technology.NO_FIRM_GEN  # no firm in the line
+    # with a 0.5% threshold the tiny gen-6 firm counts too
+    assert technology.line_best_gen(pop, min_share=0.005)[FOUNDRY] == 6.0
+
+
+def test_empty_lines_sit_behind_their_frontier():
+    best = np.array([2.0, technology.NO_FIRM_GEN, -1.0])
+    technology.fill_empty_lines(best, np.array([5.0, 5.0, 3.0]), 4.0)
+    assert best.tolist() == [2.0, 1.0, -1.0]
 
 
 @pytest.mark.parametrize("lines", [(FOUNDRY,), (FOUNDRY, MEMORY), ()])

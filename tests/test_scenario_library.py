@@ -207,6 +207,7 @@ def test_init_only_prefixes_match_the_model(monkeypatch):
 
     monkeypatch.setattr(mm, "dict", keep, raising=False)
     monkeypatch.setattr(mm, "group", group)
+    monkeypatch.setattr(mm.demography, "group", group)
     sc = _load(BASELINE)
     p = Recording(sc.resolved_parameters())
     model = mm.DecouplingModel(sc, rng=0, parameters=p)
