@@ -25,12 +25,12 @@ All functions are vectorised (groupby / quantile / merge); none loops over rows.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from model.outputs import FLOW_COLUMNS, OUTPUT_BY_NAME, nice  # noqa: F401 (nice re-exported)
 from model.taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -57,11 +57,9 @@ THRESHOLDS_PCT: tuple[float, ...] = (30.0, 50.0, 70.0)
 THRESHOLD_YEARS: tuple[int, ...] = (2030, 2035)
 SUMMARY_YEARS: tuple[int, ...] = (2025, 2030, 2035)
 
-_FLOW_COUNTS = {"firms_entered", "firms_failed"}
-
-
 # --------------------------------------------------------------------------------------
-# Variable catalogue: labels, units and definitions for captions and tables.
+# Variable catalogue: labels, units and definitions for captions and tables, read from the
+# model's declared outputs (model/outputs.py), plus the columns analysis derives.
 # --------------------------------------------------------------------------------------
 
 
@@ -80,163 +78,29 @@ class Variable:
     definition: str
 
 
-_NICE = {
-    "eda_ip": "EDA & IP",
-    "litho_equipment": "Lithography equipment",
-    "united_states": "United States",
-    "south_korea": "South Korea",
-    "eu": "EU",
-}
-
-
-def nice(token: str) -> str:
-    """Return a readable name for a tier, segment, country or ally token."""
-    return _NICE.get(token, token.replace("_", " ").capitalize())
-
-
-_FIXED: dict[str, Variable] = {
-    "self_sufficiency_pct": Variable(
-        "Self-sufficiency (China-located production)",
-        "% of demand",
-        "share of China's chip demand by value met by China-located production, whoever "
-        "owns the fab (Nikkei Asia / IC Insights definition behind F03: 16% in 2021)",
-    ),
-    "self_sufficiency_china_hq_pct": Variable(
-        "Self-sufficiency (Chinese-HQ firms)",
-        "% of demand",
-        "share of China's chip demand by value met by Chinese-headquartered firms only "
-        "(IC Insights' narrower measure: 6.6% in 2021)",
-    ),
-    "goal_gap_pp": Variable(
-        "Gap to the 70% goal",
-        "pp",
-        "70 minus self-sufficiency, in percentage points (F01: Made in China 2025's 70% goal)",
-    ),
-    "china_best_node_nm": Variable(
-        "China's best logic node",
-        "nm",
-        "most advanced logic node in volume production by a Chinese-headquartered foundry",
-    ),
-    "frontier_node_nm": Variable(
-        "World frontier node",
-        "nm",
-        "world's most advanced logic node in volume production",
-    ),
-    "node_gap_generations": Variable(
-        "Node gap",
-        "generations",
-        "node generations (x0.7 each) China's best node is behind the frontier",
-    ),
-    "domestic_equipment_share_pct": Variable(
-        "Domestic equipment share",
-        "% of tool purchases",
-        "share of fab equipment bought in China (by value, lithography and other tools) "
-        "supplied by Chinese-headquartered tool makers",
-    ),
-    "china_demand_usd_bn": Variable(
-        "China's chip demand", "US$ bn", "China's chip demand by value"
-    ),
-    "unmet_demand_usd_bn": Variable(
-        "Unmet demand",
-        "US$ bn",
-        "demand neither foreign nor domestic suppliers could serve because controls "
-        "blocked foreign supply and no adequate domestic supply existed",
-    ),
-    "state_funding_usd_bn": Variable(
-        "State funding",
-        "US$ bn",
-        "Chinese state money (central subsidies, Big Fund, local government funds) paid "
-        "to chip firms",
-    ),
-    "state_funding_wasted_usd_bn": Variable(
-        "State funding wasted",
-        "US$ bn",
-        "part of state funding lost to failed projects and fraud (F19, F32)",
-    ),
-    "private_investment_usd_bn": Variable(
-        "Private investment",
-        "US$ bn",
-        "venture and listed-market capital into Chinese chip firms (F11, F21)",
-    ),
-    FOREIGN_REVENUE_TOTAL: Variable(
-        "Foreign firms' revenue from China (all countries)",
-        "US$ bn",
-        "revenue foreign-headquartered firms earn from Chinese buyers, summed over the "
-        "six home countries",
-    ),
-    "firms_active": Variable(
-        "Chinese firms active", "firms", "Chinese firms (model firms) alive at quarter end"
-    ),
-    "firms_entered": Variable("Firm entries", "firms", "model firms that entered"),
-    "firms_failed": Variable(
-        "Firm exits", "firms", "model firms that exited (bankruptcy or fraud)"
-    ),
-    "flagship_domestic_share_pct": Variable(
-        "Flagship buyer's domestic share",
-        "% of purchases",
-        "share by value of the Huawei-like flagship buyer's chip purchases supplied by "
-        "Chinese-headquartered firms (F17)",
-    ),
-    "talent_shortfall_pct": Variable(
-        "Talent shortfall",
-        "% of workforce need",
-        "share of the chip workforce the industry needs but cannot staff (F15)",
-    ),
-}
-
-_PATTERNS: list[tuple[re.Pattern[str], object]] = [
-    (
-        re.compile(r"self_sufficiency_tier_(\w+)_pct"),
-        lambda m: Variable(
-            f"Tier: {nice(m[1])}",
-            "% of demand",
-            f"self-sufficiency (China-located production) within the {nice(m[1]).lower()} "
-            "chip tier",
-        ),
-    ),
-    (
-        re.compile(r"self_sufficiency_segment_(\w+)_pct"),
-        lambda m: Variable(
-            f"Segment: {nice(m[1])}",
-            "% of purchases",
-            f"share of China's purchases in the {nice(m[1])} segment bought from "
-            "Chinese-headquartered suppliers",
-        ),
-    ),
-    (
-        re.compile(r"foreign_revenue_from_china_usd_bn_(\w+)"),
-        lambda m: Variable(
-            nice(m[1]),
+#: Columns the analysis derives from recorded ones: their description and whether they flow.
+_DERIVED: dict[str, tuple[Variable, bool]] = {
+    FOREIGN_REVENUE_TOTAL: (
+        Variable(
+            "Foreign firms' revenue from China (all countries)",
             "US$ bn",
-            f"revenue {nice(m[1])}-headquartered firms earn from Chinese buyers",
+            "revenue foreign-headquartered firms earn from Chinese buyers, summed over the "
+            "six home countries",
         ),
+        True,
     ),
-    (
-        re.compile(r"ally_alignment_(\w+)"),
-        lambda m: Variable(
-            nice(m[1]),
-            "0-1",
-            f"how far {nice(m[1])}'s export controls follow the US regime (1 = full)",
-        ),
-    ),
-    (
-        re.compile(r"ally_defected_(\w+)"),
-        lambda m: Variable(
-            nice(m[1]),
-            "share of runs",
-            f"1 when {nice(m[1])}'s alignment is below 0.5 after the US asked it to align",
-        ),
-    ),
-]
+}
 
 
 def is_flow(column: str) -> bool:
     """Return True if ``column`` is a per-quarter flow (summed, not averaged, over a year).
 
-    Flows per docs/outputs.md are the ``*_usd_bn`` columns and ``firms_entered`` /
-    ``firms_failed``; everything else is an end-of-quarter stock or share.
+    Flows are declared in ``model/outputs.py`` (the ``*_usd_bn`` columns and
+    ``firms_entered`` / ``firms_failed``); everything else is an end-of-quarter stock or share.
     """
-    return column.endswith("_usd_bn") or "_usd_bn_" in column or column in _FLOW_COUNTS
+    if column in _DERIVED:
+        return _DERIVED[column][1]
+    return column in FLOW_COLUMNS
 
 
 def describe(column: str) -> Variable:
@@ -249,16 +113,12 @@ def describe(column: str) -> Variable:
         column: an output column name (or a derived one such as
             :data:`FOREIGN_REVENUE_TOTAL`).
     """
-    var = _FIXED.get(column)
-    if var is None:
-        for pattern, make in _PATTERNS:
-            m = pattern.fullmatch(column)
-            if m:
-                var = make(m)  # type: ignore[operator]
-                break
-    if var is None:
-        var = Variable(column.replace("_", " "), "", column)
-    return var
+    if column in _DERIVED:
+        return _DERIVED[column][0]
+    out = OUTPUT_BY_NAME.get(column)
+    if out is None:
+        return Variable(column.replace("_", " "), "", column)
+    return Variable(out.label, out.unit, out.definition)
 
 
 def annual_unit(column: str) -> str:

@@ -1,0 +1,1 @@
+"""The decoupling model: agents, mechanisms, parameters and scenarios (see ``model.model``)."""

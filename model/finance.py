@@ -102,6 +102,7 @@ def buy_tools(
     cannot make the node the expansion stalls. One domestic tool pool serves all requests.
 
     Args:
+        model: the model (its firms, regime, foreign supply and domestic tool supply).
         rows: firm row of each request.
         spend: capex of each request, US$ bn.
         gen: node generation each request builds at.
@@ -113,7 +114,6 @@ def buy_tools(
         item, and ``foreign_by_origin`` (origins,) in US$ bn.
     """
     p = model.p
-    f = model.firms
     tool_share = p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
     litho_share = p["firm_finance.litho_share_of_tools_pct"] / 100.0
     result = {
@@ -123,59 +123,16 @@ def buy_tools(
         "foreign_by_origin": np.zeros(len(model.origins)),
         "foreign_by_origin_item": {},
     }
-    listed = f.listed[rows]
-    bias = p["sourcing.domestic_bias"]
-    gap_cost = p["technology.ramp_quality_gap_cost"]
+    listed = model.firms.listed[rows]
     for item, share in (("litho_equipment", litho_share), ("other_equipment", 1.0 - litho_share)):
-        need = spend * tool_share * share
-        dom_gen = best[FIRM_LINE_INDEX[item]]
-        if item == "litho_equipment":
-            dom_gen = dom_gen + p["frontier.multipatterning_bonus_generations"]
-        adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
-        gap = np.maximum(0.0, gen - dom_gen)
-        want = domestic_preference(
-            bias[item], gap_cost, gap, model.china.procurement_preference, security
-        )
-        # Open shares per interval of the rules (a handful), then per request by index.
-        foreign_open = np.zeros(rows.size)
-        per_origin = np.zeros((rows.size, len(model.origins)))
-        for flag in (False, True):
-            m = listed == flag
-            if m.any():
-                index, blocked = model.regime.blocked_rows(
-                    item,
-                    flag,
-                    gen[m],
-                    model.quarter,
-                    model.compliance,
-                    model.us_technology,
-                    for_expansion=True,
-                )
-                open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
-                open_total = open_by_origin.sum(axis=1)
-                split = np.divide(
-                    open_by_origin,
-                    open_total[:, None],
-                    out=np.zeros_like(open_by_origin),
-                    where=open_total[:, None] > 0,
-                )
-                foreign_open[m] = open_total[index]
-                per_origin[m] = split[index]
-        supply = model.line_supply[FIRM_LINE_INDEX[item]]
         if rows.size == 0:
             result["domestic"][item] = result["foreign"][item] = 0.0
             result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
             continue
-        # Requests are the rows of a single-column market: one domestic tool pool for all.
-        cleared = clear(
-            need[:, None],
-            want[:, None],
-            foreign_open[:, None],
-            np.array([supply]),
-            adequate[:, None],
+        need = spend * tool_share * share
+        domestic, foreign, per_origin = _buy_tool_item(
+            model, item, need, gen, listed, best, security
         )
-        domestic = cleared.domestic[:, 0]
-        foreign = cleared.foreign[:, 0]
         got = np.where(need > 0, (domestic + foreign) / np.where(need > 0, need, 1.0), 1.0)
         result["fraction"] = np.minimum(result["fraction"], got)
         result["domestic"][item] = float(domestic.sum())
@@ -184,6 +141,70 @@ def buy_tools(
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin
     return result
+
+
+def _buy_tool_item(model, item, need, gen, listed, best, security):
+    """One tool item's market: (domestic, foreign) per request and each request's origin split.
+
+    Requests are the rows of a single-column market: one domestic tool pool serves them all.
+    """
+    p = model.p
+    dom_gen = best[FIRM_LINE_INDEX[item]]
+    if item == "litho_equipment":
+        dom_gen = dom_gen + p["frontier.multipatterning_bonus_generations"]
+    adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
+    gap = np.maximum(0.0, gen - dom_gen)
+    want = domestic_preference(
+        p["sourcing.domestic_bias"][item],
+        p["technology.ramp_quality_gap_cost"],
+        gap,
+        model.china.procurement_preference,
+        security,
+    )
+    foreign_open, per_origin = _tools_open(model, item, gen, listed)
+    supply = model.line_supply[FIRM_LINE_INDEX[item]]
+    cleared = clear(
+        need[:, None], want[:, None], foreign_open[:, None], np.array([supply]), adequate[:, None]
+    )
+    return cleared.domestic[:, 0], cleared.foreign[:, 0], per_origin
+
+
+def _tools_open(model, item, gen, listed):
+    """Per request: share of foreign supply of ``item`` open for expansion, and its origin split.
+
+    Open shares are computed once per interval of the rules (a handful), then looked up per
+    request by index.
+    """
+    foreign_open = np.zeros(gen.size)
+    per_origin = np.zeros((gen.size, len(model.origins)))
+    for flag in (False, True):
+        m = listed == flag
+        if not m.any():
+            continue
+        index, blocked = model.regime.blocked_rows(
+            item, flag, gen[m], model.quarter, model.compliance, model.us_technology,
+            for_expansion=True,
+        )  # fmt: skip
+        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+        open_total = open_by_origin.sum(axis=1)
+        split = np.divide(
+            open_by_origin,
+            open_total[:, None],
+            out=np.zeros_like(open_by_origin),
+            where=open_total[:, None] > 0,
+        )
+        foreign_open[m] = open_total[index]
+        per_origin[m] = split[index]
+    return foreign_open, per_origin
+
+
+def expansion_appetite(utilisation, threshold: float, width: float):
+    """Share of cash a firm is willing to spend on expansion, from its utilisation.
+
+    0 below ``threshold - width``, rising linearly to 1 at ``threshold`` (shares of
+    capacity sold).
+    """
+    return np.clip((utilisation - (threshold - width)) / width, 0.0, 1.0)
 
 
 def invest_and_build(
@@ -200,28 +221,36 @@ def invest_and_build(
     Returns:
         dict with tool purchases (see :func:`buy_tools`) and ``capex_usd_bn`` (fab capex).
     """
+    f = model.firms
+    n = f.n
+    honest = f.alive[:n] & ~(f.fraud[:n] & f.alive[:n])
+    fab = honest & in_lines(f.line[:n], FAB_LINES)
+    _cash_flow(model, state_money, state_rd, private)
+    spend = _expansion_spend(model, honest)
+    req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
+    tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
+    used_req = req_spend * tools["fraction"]
+    _build(model, honest & ~fab, spend, req_rows, req_col, used_req, talent_factor)
+    tools["capex_usd_bn"] = float(used_req.sum())
+    return tools
+
+
+def _cash_flow(model, state_money, state_rd, private) -> None:
+    """Profit, R&D, state and private money into each firm's cash; frauds keep nothing."""
     p = model.p
     f = model.firms
     n = f.n
     alive = f.alive[:n]
     fraud = f.fraud[:n] & alive
     honest = alive & ~fraud
-    line = f.line[:n]
     margin = p["firm_finance.operating_margin_pct"] / 100.0
-    fab_line = in_lines(line, FAB_LINES)
-    fab = honest & fab_line
+    fab_line = in_lines(f.line[:n], FAB_LINES)
     margin_vec = np.where(
         fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin
     )
-    cap_total = f.total_capacity()
-    overhead = (
-        p["firm_finance.overhead_pct_of_capacity_per_quarter"]
-        / 100.0
-        * (
-            cap_total
-            + p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
-        )
-    )
+    floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
+    overhead_pct = p["firm_finance.overhead_pct_of_capacity_per_quarter"]
+    overhead = overhead_pct / 100.0 * (f.total_capacity() + floor)
     revenue = f.revenue_usd_bn[:n]
     f.rd_usd_bn[:n] = np.where(
         honest, p["firm_finance.rd_intensity_pct"] / 100.0 * revenue + state_rd, 0.0
@@ -232,48 +261,75 @@ def invest_and_build(
     f.cash_usd_bn[:n] = np.where(fraud, 0.0, f.cash_usd_bn[:n])
     memory_q = p["firm_finance.state_funds_memory_quarters"]
     f.state_funds_usd_bn[:n] = f.state_funds_usd_bn[:n] * (1 - 1.0 / memory_q) + state_money
-    # Firms expand when they sell most of what they make; a new firm (no capacity yet) builds.
+
+
+def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
+    """Capex each firm wants this quarter.
+
+    Firms expand when they sell most of what they make; a new firm (no capacity yet) builds.
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    cap_total = f.total_capacity()
+    revenue = f.revenue_usd_bn[:n]
     utilisation = np.where(
         cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0
     )
-    threshold = p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0
-    width = p["firm_finance.expansion_ramp_width_pct"] / 100.0
-    appetite = np.clip((utilisation - (threshold - width)) / width, 0.0, 1.0)
-    spend = np.where(
-        honest,
-        appetite
-        * p["firm_finance.cash_spend_pct_per_quarter"]
-        / 100.0
-        * np.maximum(f.cash_usd_bn[:n], 0.0),
-        0.0,
+    appetite = expansion_appetite(
+        utilisation,
+        p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0,
+        p["firm_finance.expansion_ramp_width_pct"] / 100.0,
     )
-    # Requests: a foundry spends part of its capex at its best node and the rest on mature
-    # capacity; other fabs build at their node; non-fab lines need no controlled tools.
-    foundry = fab & (line == FIRM_LINE_INDEX["foundry"])
-    other_fab = fab & ~foundry & (spend > 0)
-    frontier_share = p["firm_finance.foundry_frontier_capex_pct"] / 100.0
+    spend_share = p["firm_finance.cash_spend_pct_per_quarter"]
+    return np.where(
+        honest, appetite * spend_share / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0
+    )
+
+
+def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
+    """Fabs' capex as requests (row, spend, generation, vintage column) that need tools.
+
+    A foundry spends part of its capex at its best node and the rest on mature capacity;
+    other fabs build at their node; non-fab lines need no controlled tools.
+    """
+    f = model.firms
+    n = f.n
+    foundry = fab & (f.line[:n] == FIRM_LINE_INDEX["foundry"])
+    frontier_share = model.p["firm_finance.foundry_frontier_capex_pct"] / 100.0
     fr = np.nonzero(foundry & (spend > 0))[0]
-    of = np.nonzero(other_fab)[0]
-    req_rows = np.concatenate([fr, fr, of])
+    of = np.nonzero(fab & ~foundry & (spend > 0))[0]
+    rows = np.concatenate([fr, fr, of])
     req_spend = np.concatenate(
         [spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]]
     )
-    req_gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
-    req_col = np.concatenate(
+    gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
+    col = np.concatenate(
         [vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
     )
-    tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
-    used_req = req_spend * tools["fraction"]
+    return rows, req_spend, gen, col
+
+
+def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor) -> None:
+    """Spend the cash, queue the capacity it buys, complete part of the queue, depreciate.
+
+    ``plain_mask`` marks honest firms outside the fab lines: they spend what they want
+    without controlled tools.
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    line = f.line[:n]
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
     build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
-    used = np.where(honest & ~fab, spend, 0.0)
+    used = np.where(plain_mask, spend, 0.0)
     np.add.at(used, req_rows, used_req)
     f.cash_usd_bn[:n] -= used
-    np.add.at(f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * QUARTERS_PER_YEAR))
-    plain = np.nonzero(honest & ~fab)[0]
+    np.add.at(
+        f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * QUARTERS_PER_YEAR)
+    )
+    plain = np.nonzero(plain_mask)[0]
     f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
     done = f.pending[:n] * (talent_factor / build_q[line])[:, None]
     f.pending[:n] -= done
     f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done
-    tools["capex_usd_bn"] = float(used_req.sum())
-    return tools

@@ -29,6 +29,8 @@ VINTAGE_LEADING, VINTAGE_ADVANCED, VINTAGE_BASE = 0, 1, 2
 N_VINTAGES = 3
 #: Fewest rows the firm arrays start with, and the default starting size.
 MIN_ROWS, DEFAULT_ROWS = 16, 4096
+#: Full arrays grow by this factor (amortised appends).
+GROWTH_FACTOR = 2
 #: Dead rows are dropped once they are more than this share of all rows: often enough
 #: that per-quarter array work does not pay for the history of entries, rarely enough
 #: that the copies are cheap. It changes which random draw a row gets, not the model.
@@ -37,8 +39,9 @@ FAB_LINES = (FOUNDRY, MEMORY, COMPOUND)
 
 
 class FirmPopulation:
-    """Arrays over the firms, one row each; a firm that fails is masked by ``alive`` until
-    :meth:`compact` drops its row.
+    """Arrays over the firms, one row each.
+
+    A firm that fails is masked by ``alive`` until :meth:`compact` drops its row.
 
     A firm's permanent identity is its ``firm_id`` (creation order); ``row_of[firm_id]``
     gives its current row (-1 once its row is dropped) and ``ids[row]`` the reverse.
@@ -74,7 +77,7 @@ class FirmPopulation:
         size = self.line.shape[0]
         if self.n + need <= size:
             return
-        new = max(size * 2, self.n + need)
+        new = max(size * GROWTH_FACTOR, self.n + need)
         for name in ("ids", "line", "entered_q", "cohort", *self.FLOAT_COLS, *self.BOOL_COLS):
             old = getattr(self, name)
             arr = np.zeros(new, dtype=old.dtype)
@@ -109,7 +112,7 @@ class FirmPopulation:
         ids = np.arange(self.next_id, self.next_id + k)
         self.next_id += k
         if self.next_id > self.row_of.size:
-            grown = np.full(max(2 * self.row_of.size, self.next_id), -1, dtype=np.int64)
+            grown = np.full(max(GROWTH_FACTOR * self.row_of.size, self.next_id), -1, dtype=np.int64)
             grown[: self.row_of.size] = self.row_of
             self.row_of = grown
         added = slice(rows[0], rows[-1] + 1) if k else slice(0, 0)  # contiguous: cheaper than rows
@@ -215,6 +218,7 @@ class Firm(mesa.Agent):
 
     @property
     def line(self) -> str:
+        """The firm's product line (``foundry``, ``memory``, ``design``, ...)."""
         return FIRM_LINES[self.model.firms.line[self.row]]
 
     @property
@@ -224,10 +228,12 @@ class Firm(mesa.Agent):
 
     @property
     def node_nm(self) -> float:
+        """The firm's process node (or, for other lines, its technology level), nm."""
         return float(gen_to_node_nm(self.model.firms.gen[self.row]))
 
     @property
     def entity_listed(self) -> bool:
+        """On the US Entity List (scenario events list and delist firms)."""
         return bool(self.model.firms.listed[self.row])
 
     @entity_listed.setter
@@ -236,6 +242,7 @@ class Firm(mesa.Agent):
 
     @property
     def is_fraud(self) -> bool:
+        """A fraudulent firm: it draws money and builds nothing (F19)."""
         return bool(self.model.firms.fraud[self.row])
 
 

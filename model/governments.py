@@ -125,7 +125,8 @@ class USGovernment(mesa.Agent):
         lowest = min(thresholds)
         if m.china_best_gen >= lowest - p["us.auto_tighten_margin_generations"]:
             new_thr = max(
-                lowest - p["us.auto_tighten_step_generations"], p["us.auto_tighten_floor_generation"]
+                lowest - p["us.auto_tighten_step_generations"],
+                p["us.auto_tighten_floor_generation"],
             )
             for item in AUTO_TIGHTEN_ITEMS:
                 m.add_control(

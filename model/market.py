@@ -58,13 +58,16 @@ def domestic_preference(bias, gap_cost, gap, pressure, security):
 
 
 def reachable_share(open_share, domestic_ok):
-    """Share of a need that can be met: what is open abroad, plus the rest where domestic
-    supply is adequate (``domestic_ok`` 1) and not where it is not (0)."""
+    """Share of a need that can be met: open abroad, or adequate at home.
+
+    The share still open abroad, plus the rest where domestic supply is adequate
+    (``domestic_ok`` 1) and none of it where it is not (0).
+    """
     return open_share + (1 - open_share) * domestic_ok
 
 
 def with_exports(sold_at_home, export_ratio: float):
-    """Share of capacity sold once exports (up to ``export_ratio`` per US$ sold at home) are added."""
+    """Share of capacity sold, exports (up to ``export_ratio`` per US$ sold at home) included."""
     return min(1.0, sold_at_home * (1.0 + export_ratio))
 
 

@@ -57,7 +57,13 @@ from .taxonomy import ALLIES, COUNTRIES, TIERS, gen_to_node_nm
 
 CHIP_ITEMS = tuple(f"chips_{t}" for t in TIERS)
 #: Items with a foreign supply structure: chips of every tier and the upstream segments.
-SUPPLY_ITEMS = CHIP_ITEMS + ("eda_ip", "litho_equipment", "other_equipment", "materials", "packaging")
+SUPPLY_ITEMS = CHIP_ITEMS + (
+    "eda_ip",
+    "litho_equipment",
+    "other_equipment",
+    "materials",
+    "packaging",
+)
 TOOL_ITEMS = ("litho_equipment", "other_equipment")
 #: Initial rows of the firm arrays (they grow as needed).
 FIRM_ROWS_HINT = 4096
@@ -313,7 +319,9 @@ class DecouplingModel(mesa.Model):
         by_line = self._capacity_by_line(live)
         listed_by_line = self._capacity_by_line(live & f.listed[:n])
         self.line_supply = by_line.sum(axis=1)
-        supply_k = np.array([*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]])
+        supply_k = np.array(
+            [*by_line[FOUNDRY], self.line_supply[MEMORY], self.line_supply[COMPOUND]]
+        )
         listed_k = technology.by_tier(listed_by_line)
         listed_share = np.divide(
             listed_k, supply_k, out=np.zeros_like(supply_k), where=supply_k > 0
@@ -333,12 +341,17 @@ class DecouplingModel(mesa.Model):
             weight = listed_share if listed else 1.0 - listed_share
             can_run = reachable_share(self._open("materials", listed, dom_gen), materials_ok)
             output_factor = np.minimum(output_factor, np.where(weight > 0, can_run, 1.0))
-        q.supply = DomesticSupply(supply_k, listed_share, dom_gen, ref_gen, supply_k * output_factor)
+        q.supply = DomesticSupply(
+            supply_k, listed_share, dom_gen, ref_gen, supply_k * output_factor
+        )
 
     def _source_chips(self, q: Quarter) -> None:
-        """Mechanism 2 under mechanism 3: buyers choose domestic or foreign chips; controls
-        block part of the foreign supply; the market clears; foreign-owned fabs in China
-        serve part of the foreign purchases (F03 counts them)."""
+        """Mechanism 2 under mechanism 3: buyers choose chips, controls block, the market clears.
+
+        Buyers choose domestic or foreign chips; controls block part of the foreign supply;
+        the market clears; foreign-owned fabs in China serve part of the foreign purchases
+        (F03 counts them).
+        """
         p = self.p
         s = q.supply
         buyers = list(self.buyers.values())
@@ -377,7 +390,12 @@ class DecouplingModel(mesa.Model):
             if not (listed_b == listed).any():
                 continue
             blocked = self.regime.blocked_items(
-                CHIP_ITEMS, listed, q.frontier_gen, self.quarter, self.compliance, self.us_technology
+                CHIP_ITEMS,
+                listed,
+                q.frontier_gen,
+                self.quarter,
+                self.compliance,
+                self.us_technology,
             )
             for k, item in enumerate(CHIP_ITEMS):
                 out[(item, listed)] = blocked[k]
@@ -404,8 +422,11 @@ class DecouplingModel(mesa.Model):
         return lost_us
 
     def _source_upstream(self, q: Quarter) -> None:
-        """Upstream purchases: EDA/IP at the node designed for, materials at the node made,
-        packaging less node-bound, and chip design (mechanism 2 with China as buyer)."""
+        """Upstream purchases (mechanism 2 with China's industry as the buyer).
+
+        EDA/IP at the node designed for, materials at the node made, packaging less
+        node-bound, and chip design.
+        """
         p = self.p
         f = self.firms
         n = f.n
@@ -420,7 +441,11 @@ class DecouplingModel(mesa.Model):
         design_rows = live & (f.line[:n] == FIRM_LINE_INDEX["design"])
         design_cap = f.cap[:n][design_rows].sum()
         listed_design_share = safe_share(f.cap[:n][design_rows & f.listed[:n]].sum(), design_cap)
-        s, demand_k, value_pct = q.supply, q.demand.by_tier_usd_bn, "demand.upstream_value_share_pct"
+        s, demand_k, value_pct = (
+            q.supply,
+            q.demand.by_tier_usd_bn,
+            "demand.upstream_value_share_pct",
+        )
         behind = p["technology.upstream_gens_behind_chip"]
         made_k = q.chips.domestic_by_tier + q.chips.located_by_tier
         specs = {
@@ -453,7 +478,9 @@ class DecouplingModel(mesa.Model):
             self.china.procurement_preference,
             q.mean_security,
         )
-        adequate = (best + p["technology.upstream_adequacy_generations"] >= need_gen_k).astype(float)
+        adequate = (best + p["technology.upstream_adequacy_generations"] >= need_gen_k).astype(
+            float
+        )
         if controllable:
             args = (need_gen_k, self.quarter, self.compliance, self.us_technology)
             blk0 = self.regime.blocked(seg, False, *args)
@@ -497,7 +524,10 @@ class DecouplingModel(mesa.Model):
         frontier = q.frontier_gen
         listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
         design_gen = f.gen[:n]
-        eda_adequate = best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"] >= design_gen
+        eda_adequate = (
+            best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"]
+            >= design_gen
+        )
         eda_access = np.ones(n)
         for listed in (False, True):
             rows = design_rows & (f.listed[:n] == listed)
@@ -528,8 +558,11 @@ class DecouplingModel(mesa.Model):
         return {"domestic": min(supply, want * demand), "demand": demand, "supply": supply}
 
     def _sell(self, q: Quarter) -> None:
-        """Firms' revenue: domestic sales pro rata to capacity, plus exports of what is left,
-        up to a line's export ratio (exports per US$ of domestic sales)."""
+        """Firms' revenue: domestic sales pro rata to capacity, plus exports.
+
+        Exports of what is left unsold at home go up to a line's export ratio (exports per
+        US$ of domestic sales).
+        """
         f = self.firms
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
@@ -595,7 +628,9 @@ class DecouplingModel(mesa.Model):
             firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
         located_capex = self._grow_foreign_fabs(q)
         q.money.foreign_tools_usd_bn = (
-            tools["foreign"]["litho_equipment"] + tools["foreign"]["other_equipment"] + located_capex
+            tools["foreign"]["litho_equipment"]
+            + tools["foreign"]["other_equipment"]
+            + located_capex
         )
         q.money.domestic_tools_usd_bn = (
             tools["domestic"]["litho_equipment"] + tools["domestic"]["other_equipment"]
@@ -617,8 +652,10 @@ class DecouplingModel(mesa.Model):
         return shortfall, factor
 
     def _grow_foreign_fabs(self, q: Quarter) -> float:
-        """Foreign-owned fabs in China grow where they can still buy tools; returns their
-        tool purchases (they count in China's equipment market), US$ bn."""
+        """Foreign-owned fabs in China grow where they can still buy tools.
+
+        Returns their tool purchases, US$ bn (they count in China's equipment market).
+        """
         p = self.p
         growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** (
             1 / QUARTERS_PER_YEAR
@@ -638,7 +675,8 @@ class DecouplingModel(mesa.Model):
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
         capex = float(added.sum()) * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
         depreciation = (
-            p["firm_finance.depreciation_pct_per_quarter"] / 100.0
+            p["firm_finance.depreciation_pct_per_quarter"]
+            / 100.0
             * p["foreign.fabs_in_china_depreciation_ratio"]
         )
         self.fabs_in_china = self.fabs_in_china * (1 - depreciation) + added
@@ -663,8 +701,11 @@ class DecouplingModel(mesa.Model):
         self._buyers_react(q)
 
     def _buyers_react(self, q: Quarter) -> None:
-        """Buyers cut off raise their security concern; part spills over (CLM70); the
-        flagship loses sales where chips are missing (F18)."""
+        """Buyers remember being cut off (CLM70) and lose sales where chips are missing (F18).
+
+        A buyer cut off raises its security concern and part of it spills over to the
+        others; the flagship loses sales where its chips are missing.
+        """
         p = self.p
         cleared = q.chips.cleared
         demand_b = q.chips.demand_by_buyer.sum(axis=1)
@@ -734,7 +775,8 @@ class DecouplingModel(mesa.Model):
             return
         pressure = p["countermeasures.design_out_base_pressure"] + self.china.countermeasure_level
         rate = (
-            p["countermeasures.design_out_pct_per_quarter"] / 100.0
+            p["countermeasures.design_out_pct_per_quarter"]
+            / 100.0
             * self.regime.state.reach
             * pressure
         )

@@ -267,7 +267,13 @@ def markdown() -> str:
     lines = ["Identifiers:", "", "| column | type | definition |", "|---|---|---|"]
     lines += [f"| `{name}` | {kind} | {text} |" for name, kind, text in IDENTIFIERS]
     for section in (SELF_SUFFICIENCY, TECHNOLOGY, MARKETS):
-        lines += ["", f"{section}:", "", "| column | unit | kind | definition |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"{section}:",
+            "",
+            "| column | unit | kind | definition |",
+            "|---|---|---|---|",
+        ]
         for _, item in (d for d in _DECLARED if d[0] == section):
             if isinstance(item, Family):
                 name = item.template.format(token=f"<{item.placeholder}>")

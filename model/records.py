@@ -87,7 +87,10 @@ MEASURES: dict[str, Measure] = {
     "china_demand_usd_bn": lambda m, q: float(q.demand.total_usd_bn),
     "unmet_demand_usd_bn": lambda m, q: float(q.chips.cleared.unmet.sum()),
     **{f"foreign_revenue_from_china_usd_bn_{c}": _foreign_revenue(c) for c in COUNTRIES},
-    **{f"ally_alignment_{a}": (lambda a: lambda m, q: float(m.allies[a].alignment))(a) for a in ALLIES},
+    **{
+        f"ally_alignment_{a}": (lambda a: lambda m, q: float(m.allies[a].alignment))(a)
+        for a in ALLIES
+    },
     **{f"ally_defected_{a}": (lambda a: lambda m, q: int(m.allies[a].defected))(a) for a in ALLIES},
     "state_funding_usd_bn": lambda m, q: float(q.money.state_total_usd_bn),
     "state_funding_wasted_usd_bn": lambda m, q: float(q.wasted_usd_bn),
@@ -102,7 +105,10 @@ MEASURES: dict[str, Measure] = {
 
 _missing = set(OUTPUT_COLUMNS) ^ set(MEASURES)
 if _missing:  # caught at import, not mid-run
-    raise ImportError(f"model.records: outputs without a measure, or measures without an output: {sorted(_missing)}")
+    raise ImportError(
+        "model.records: outputs without a measure, or measures without an output: "
+        f"{sorted(_missing)}"
+    )
 _ORDERED = tuple((name, MEASURES[name]) for name in OUTPUT_COLUMNS)
 
 

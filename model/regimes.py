@@ -192,7 +192,7 @@ class ExportControlRegime(mesa.Agent):
     def _open_tables(self, quarter, compliance, us_technology, for_expansion):
         """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.
 
-        Returns ``(thresholds, tables)``: ``tables[2 * item + listed]`` has one row per
+        Returns ``(thresholds, tables)``: ``tables[BUYER_KINDS * item + listed]`` has one row per
         interval between the thresholds of all binding rules; row 0 is below every threshold
         (all open) and row ``j`` applies the rules on that item (and, for an unlisted buyer,
         only country-wide ones) with thresholds at or below ``thresholds[j - 1]``, multiplied
@@ -228,6 +228,21 @@ class ExportControlRegime(mesa.Agent):
             return cached[0], cached[1]
         if len(self._cache) > MAX_CACHED_TABLES:
             self._cache.clear()
+        thresholds, tables = self._build_tables(quarter, compliance, us_technology, for_expansion)
+        tables.flags.writeable = False
+        # The arrays are kept with the tables so that an id in the key is never reused.
+        self._cache[key] = (thresholds, tables, compliance, us_technology)
+        self._last[for_expansion] = (
+            thresholds,
+            tables,
+            compliance,
+            us_technology,
+            (quarter, self.state.reach, len(self.state.rules), self._version),
+        )
+        return thresholds, tables
+
+    def _build_tables(self, quarter, compliance, us_technology, for_expansion):
+        """Build the tables :meth:`_open_tables` caches (see there for their layout)."""
         rules = self._rule_arrays()
         open_factor, binds = self._open_factors(
             rules, quarter, compliance, us_technology, for_expansion
@@ -248,16 +263,6 @@ class ExportControlRegime(mesa.Agent):
         combo = BUYER_KINDS * rules["item"][binding][rule] + 1 - (local >= span[rule])
         row = first[rule] + local % span[rule]
         np.multiply.at(tables, (combo, row), open_factor[binding][rule])
-        tables.flags.writeable = False
-        # The arrays are kept with the tables so that an id in the key is never reused.
-        self._cache[key] = (thresholds, tables, compliance, us_technology)
-        self._last[for_expansion] = (
-            thresholds,
-            tables,
-            compliance,
-            us_technology,
-            (quarter, self.state.reach, len(self.state.rules), self._version),
-        )
         return thresholds, tables
 
     def _open_factors(self, rules, quarter, compliance, us_technology, for_expansion):

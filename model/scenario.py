@@ -51,8 +51,8 @@ from pydantic.fields import FieldInfo
 
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
-from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
 from .outputs import OUTPUT_COLUMNS
+from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
 from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, TIERS, UPSTREAM
 
 #: Named entities an event may list or delist: champion firms and buyers.
@@ -428,6 +428,7 @@ class Problem:
 
     @classmethod
     def at(cls, doc: YamlDocument, key_path: tuple, message: str) -> Problem:
+        """A problem located at ``key_path`` of ``doc``, so the user is pointed at the line."""
         line, col = doc.position(key_path)
         return cls(str(doc.path), message, line, col, dotted_path(tuple(key_path)))
 
