@@ -1,4 +1,4 @@
-"""Provenance for manifests: package versions, git state, timestamps."""
+"""Provenance for manifests: package versions, git state, timestamps, model fingerprint."""
 
 from __future__ import annotations
 
@@ -60,7 +60,32 @@ def now() -> str:
 
 
 def model_version() -> str:
+    """The installed version of the ``decouple`` package (``"unknown"`` if not installed)."""
     try:
         return metadata.version("decouple")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+_FINGERPRINT: str | None = None
+
+
+def model_fingerprint() -> str:
+    """sha256 of the model's source (``model/*.py`` and ``model/*.yaml``), once per process.
+
+    The git commit and dirty flag do not identify uncommitted code; this does. A batch
+    records it in its manifest, checks it on resume and compares it with every worker's.
+    """
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import hashlib
+        import importlib.util
+
+        spec = importlib.util.find_spec("model")
+        digest = hashlib.sha256()
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            for path in sorted(Path(loc).iterdir()):
+                if path.suffix in (".py", ".yaml") and path.is_file():
+                    digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        _FINGERPRINT = digest.hexdigest()
+    return _FINGERPRINT

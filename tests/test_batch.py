@@ -1,4 +1,4 @@
-"""Tests of the batch engine (experiment/batch.py, ``decouple batch``).
+"""Tests of the batch engine (experiment/batch.py and its modules, ``decouple batch``).
 
 The scenarios are small files written to a temporary directory with a short horizon
 (2014Q1-2017Q4, about 0.05 s a run), so whole batches run in seconds. What is checked:
@@ -28,8 +28,8 @@ import pytest
 
 from analysis import load, load_manifest
 from decouple.cli import main as cli_main
-from experiment import batch
-from experiment.batch import BatchError, design_samples, finished_runs, run_batch
+from experiment import batch, executors, provenance
+from experiment.batch import BatchError, finished_runs, run_batch
 from model.run import replicate_seed, simulate
 from model.scenario import load_scenario
 
@@ -298,21 +298,21 @@ def test_mismatched_resume_is_refused(reference, scen, tmp_path, capsys):
 
 
 def test_resume_after_a_model_change_is_refused(reference, scen, capsys, monkeypatch):
-    monkeypatch.setattr(batch, "model_fingerprint", lambda: "f" * 64)
+    monkeypatch.setattr(provenance, "model_fingerprint", lambda: "f" * 64)
     code, _, err = _cli(_cli_args(scen, reference, "--jobs", "1"), capsys)
     assert code == 2 and "model code (model/*.py, model/*.yaml) has changed" in err
 
 
 def test_results_from_other_model_code_are_refused(scen, tmp_path, capsys, monkeypatch):
     """A worker whose model fingerprint differs from the batch's has its runs refused."""
-    real = batch.run_task
+    real = executors.run_task
 
     def other_code(task):
         result = real(task)
         result.fingerprint = "0" * 64
         return result
 
-    monkeypatch.setattr(batch, "run_task", other_code)
+    monkeypatch.setattr(executors, "run_task", other_code)
     out = tmp_path / "mismatch"
     code, _, err = _cli(
         [str(scen / "a.yaml"), "--seeds", "2", "--out", str(out), "--jobs", "1", "--quiet"], capsys
@@ -397,53 +397,8 @@ def test_replicate_i_shares_its_stream_across_scenarios(scen, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# Sample design and bad input
+# Bad input (the sample design is tested in test_sampling.py)
 # ---------------------------------------------------------------------------------------
-
-
-def test_sample_design_maps_each_distribution(scen, tmp_path):
-    d = tmp_path / "dists"
-    d.mkdir()
-    (d / "s.yaml").write_text(
-        """\
-name: dists
-question: every distribution
-start: 2014Q1
-end: 2014Q4
-uncertain:
-  demand.quarterly_shock_sd_pct: {dist: loguniform, low: 0.5, high: 8.0}
-  demand.shock_persistence: {dist: normal, mean: 0.8, sd: 0.05, low: 0.7, high: 0.9}
-  demand.world_market_growth_pct_per_year: {dist: normal, mean: 6.5, sd: 1.0}
-  frontier.compound_pace_ratio: {dist: triangular, low: 0.2, high: 0.6, mode: 0.5}
-  china_firms.registered_firms_2014: {dist: uniform, low: 3000, high: 3600}
-"""
-    )
-    sc = load_scenario(d / "s.yaml")
-    design = design_samples([sc], "sobol", 64, seed=3)
-    assert design.notes == []  # 64 is a power of two
-    vals = {p: np.array([v[p] for v in design.values]) for p in design.distributions}
-    assert (
-        (vals["demand.quarterly_shock_sd_pct"] >= 0.5)
-        & (vals["demand.quarterly_shock_sd_pct"] <= 8)
-    ).all()
-    # loguniform: the log is uniform, so about half the points are below the geometric mean 2
-    assert 20 <= (vals["demand.quarterly_shock_sd_pct"] < 2.0).sum() <= 44
-    assert (
-        (vals["demand.shock_persistence"] >= 0.7) & (vals["demand.shock_persistence"] <= 0.9)
-    ).all()
-    assert abs(np.median(vals["demand.world_market_growth_pct_per_year"]) - 6.5) < 0.3
-    assert (
-        (vals["frontier.compound_pace_ratio"] >= 0.2)
-        & (vals["frontier.compound_pace_ratio"] <= 0.6)
-    ).all()
-    firms = vals["china_firms.registered_firms_2014"]
-    assert firms.dtype.kind == "i" and firms.min() >= 3000 and firms.max() <= 3600  # int parameter
-    # reproducible from the seed; another seed gives other points
-    assert design_samples([sc], "sobol", 64, seed=3).values == design.values
-    assert design_samples([sc], "sobol", 64, seed=4).values != design.values
-    # --set fixes a path: it is not sampled
-    fixed = design_samples([sc], "lhs", 4, seed=3, fixed=["demand.shock_persistence"])
-    assert "demand.shock_persistence" not in fixed.distributions
 
 
 def test_bad_input_exits_2_with_a_message(scen, tmp_path, capsys):

@@ -1,0 +1,443 @@
+"""Where a batch's tasks run: in this process, local worker processes or a Dask cluster.
+
+Every executor calls :func:`run_task` on each :class:`~experiment.plan.Task` and yields
+``(task, TaskResult | BaseException)`` as tasks complete; :func:`stream_results` picks one.
+At most ``IN_FLIGHT_PER_WORKER x workers`` tasks are in flight, so memory stays flat
+however many runs the batch has. A run depends only on its task, so the data are
+bit-identical whatever the executor or the number of workers.
+
+Testing hook: the environment variable ``DECOUPLE_FAIL_RUN="scenario:seed:sample[,...]"``
+(:data:`FAIL_ENV`) makes the named runs raise ``RuntimeError`` in the worker. It is read by
+the process that starts the batch (:func:`parse_fail_runs`) and sent with each task, so it
+reaches every executor.
+
+Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import provenance, store
+from .errors import BatchError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .plan import Task
+
+#: Environment variable of the failure-injection testing hook (see the module docstring).
+FAIL_ENV = "DECOUPLE_FAIL_RUN"
+
+#: Tasks kept in flight per worker: enough to keep workers busy, few enough that memory
+#: stays flat however many runs the batch has.
+IN_FLIGHT_PER_WORKER = 2
+
+#: Thread pools of numerical libraries, one thread each in pool workers (set unless the user
+#: set them): parallelism is across runs, and idle BLAS threads spinning in J workers on J
+#: cores take CPU time from the runs.
+_SINGLE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+#: Modules the forkserver imports once, before it forks the workers.
+_FORKSERVER_PRELOAD = [
+    "experiment.executors",
+    "experiment.plan",
+    "model.run",
+    "model.model",
+    "pyarrow",
+]
+
+
+def parse_fail_runs(text: str | None) -> frozenset:
+    """Parse the ``DECOUPLE_FAIL_RUN`` hook: ``"scenario:seed:sample[,...]"``."""
+    out = set()
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise BatchError(
+                f"{FAIL_ENV}={text!r}: expected scenario:seed:sample[,scenario:seed:sample...]"
+            )
+        try:
+            out.add((parts[0], int(parts[1]), int(parts[2])))
+        except ValueError:
+            raise BatchError(f"{FAIL_ENV}={text!r}: seed and sample must be integers") from None
+    return frozenset(out)
+
+
+# --------------------------------------------------------------------------------------
+# Running a task (in whatever process)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TaskResult:
+    """What a worker sends back: the finished runs' rows (an Arrow table) and failures.
+
+    ``fingerprint`` is :func:`~experiment.provenance.model_fingerprint` in the worker: rows
+    computed by other model code than the batch's (a cluster worker with another installed
+    version, a file edited mid-batch) are refused rather than mixed in.
+    """
+
+    table: Any  # pyarrow.Table or None when every run failed
+    done: list[int]
+    failures: list[dict]
+    fingerprint: str = ""
+
+
+_SCENARIO_CACHE: dict[str, Any] = {}
+_PREPARED = False
+_FROZEN = False
+
+
+def prepare_process(own: bool = False) -> None:
+    """Once per process: in a process of ours, freeze the import-time heap for the GC.
+
+    A model run leaves reference cycles (model, agents, scheduled events) that only a full
+    garbage collection frees; left to Python's thresholds they pile up (about 11 MiB per
+    baseline run measured here, so a worker grew past 400 MiB). ``gc.freeze()`` moves the
+    objects alive after the imports out of the collector's sight, so a full collection
+    after every run costs a few ms instead of ~100 ms, and a worker's memory stays flat.
+    Only done in child processes (pool or Dask workers) and, with ``own=True``, in the
+    ``decouple batch`` command's process for ``--jobs 1``: a Python caller's process is left
+    alone (its runs are followed by one full collection per task instead).
+    """
+    global _PREPARED, _FROZEN
+    if _PREPARED:
+        return
+    _PREPARED = True
+    import gc
+    import multiprocessing
+
+    if own or multiprocessing.parent_process() is not None:
+        gc.collect()
+        gc.freeze()
+        _FROZEN = True
+
+
+def _scenario_of(task: Task):
+    """The task's :class:`~model.scenario.Scenario`, rebuilt once per worker and hash."""
+    sc = _SCENARIO_CACHE.get(task.scenario_hash)
+    if sc is None:
+        from model.scenario import Scenario
+
+        sc = Scenario.model_validate(task.scenario_data)
+        _SCENARIO_CACHE[task.scenario_hash] = sc
+    return sc
+
+
+def _run_table(cols: dict, scenario: str, seed: int, sample: int):
+    """One run's columns (from :func:`model.run.simulate`) as an Arrow table with ids."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(cols["quarter"])
+    arrays = {
+        "scenario": pa.array([scenario] * n, type=pa.string()),
+        "seed": pa.array(np.full(n, seed, dtype=np.int64)),
+        "sample": pa.array(np.full(n, sample, dtype=np.int64)),
+    }
+    for name, values in cols.items():
+        arrays[name] = pa.array(values)
+    return pa.table(arrays)
+
+
+def run_task(task: Task) -> TaskResult:
+    """Run every replicate of ``task`` and return the rows in columnar form.
+
+    A run that raises is recorded as a failure; the task goes on with its other runs.
+    This is the function every executor calls (in-process, process pool, Dask).
+    """
+    import gc
+
+    import pyarrow as pa
+
+    from model.run import replicate_seed, simulate
+
+    prepare_process()
+    scenario = _scenario_of(task)
+    tables, done, failures = [], [], []
+    for seed in task.seeds:
+        key = (task.scenario, seed, task.sample)
+        try:
+            if key in task.fail_runs:
+                raise RuntimeError(f"injected failure of run {key} ({FAIL_ENV} testing hook)")
+            cols = simulate(
+                scenario, replicate_seed(task.root_entropy, seed), sample=dict(task.values)
+            )
+            tables.append(_run_table(cols, task.scenario, seed, task.sample))
+            done.append(seed)
+        except Exception as exc:  # noqa: BLE001 - a failing run must not kill the batch
+            failures.append(store.failure_record(key, exc, traceback.format_exc()))
+        if _FROZEN:
+            gc.collect()  # free the run's reference cycles now (see prepare_process)
+    if not _FROZEN:
+        gc.collect()  # in the caller's process: once per task, a full collection is slower
+    table = pa.concat_tables(tables) if tables else None
+    return TaskResult(table, done, failures, provenance.model_fingerprint())
+
+
+def init_worker() -> None:
+    """Process-pool initializer: import the model once per worker, before the first task.
+
+    Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the parent, which
+    handles it, stops the workers itself (otherwise each would fail its current task and
+    go on with the queued ones).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import pyarrow  # noqa: F401
+
+    import model.run  # noqa: F401
+
+    provenance.model_fingerprint()
+    prepare_process()
+
+
+# --------------------------------------------------------------------------------------
+# The executors: each yields (task, TaskResult | BaseException) as tasks complete
+# --------------------------------------------------------------------------------------
+
+
+def stream_results(
+    tasks: Iterator[Task], jobs: int = 1, client=None, own_process: bool = False
+) -> Iterator[tuple[Task, Any]]:
+    """The executor for the options: Dask if ``client``, in-process if ``jobs == 1``, a pool."""
+    if client is not None:
+        return execute_dask(tasks, client)
+    if jobs == 1:
+        return execute_inprocess(tasks, own_process)
+    return execute_pool(tasks, jobs)
+
+
+def execute_inprocess(
+    tasks: Iterator[Task], own_process: bool = False
+) -> Iterator[tuple[Task, Any]]:
+    """Run the tasks one after the other in this process (``--jobs 1``)."""
+    if own_process:
+        import pyarrow  # noqa: F401
+
+        import model.run  # noqa: F401
+
+        prepare_process(own=True)
+    for task in tasks:
+        yield task, run_task(task)
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Set ``_SINGLE_THREAD_ENV`` for the processes started inside, then restore the caller's."""
+    saved = {var: os.environ.get(var) for var in _SINGLE_THREAD_ENV}
+    for var in _SINGLE_THREAD_ENV:
+        os.environ.setdefault(var, "1")
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _mp_context():
+    """The multiprocessing context of the pool: forkserver (preloaded) where there is one."""
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        # Workers fork from a server that has already imported the model.
+        with contextlib.suppress(Exception):
+            ctx.set_forkserver_preload(_FORKSERVER_PRELOAD)
+    return ctx
+
+
+def start_forkserver() -> None:
+    """Start the forkserver now: it imports the model while this process plans the batch.
+
+    Workers fork from it; started only when the pool is created, its imports (about a
+    second) would come on top of the planning instead of beside it.
+    """
+    ctx = _mp_context()
+    if ctx.get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    with _single_threaded_children(), contextlib.suppress(Exception):
+        forkserver.ensure_running()
+
+
+def execute_pool(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]]:
+    """Local processes (forkserver or spawn), at most ``IN_FLIGHT_PER_WORKER x jobs`` tasks queued.
+
+    A worker that dies (out of memory, segfault) breaks the pool: its tasks are reported
+    as failed and a fresh pool takes the remaining tasks. Workers get single-threaded
+    numerical libraries (``_SINGLE_THREAD_ENV``) unless the caller set those variables.
+    """
+    with _single_threaded_children():
+        yield from _execute_pool_inner(tasks, jobs)
+
+
+def _new_pool(jobs: int, ctx):
+    """A process pool of ``jobs`` workers initialised by :func:`init_worker`."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker)
+
+
+def _execute_pool_inner(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]]:
+    """The loop of :func:`execute_pool`: keep the pool fed, replace it if a worker dies."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    ctx = _mp_context()
+    limit = max(1, jobs * IN_FLIGHT_PER_WORKER)
+    tasks = iter(tasks)
+    pool = _new_pool(jobs, ctx)
+    pending: dict = {}
+    completed = False
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < limit:
+                task = next(tasks, None)
+                if task is None:
+                    exhausted = True
+                    break
+                pending[pool.submit(run_task, task)] = task
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = yield from _pool_results(done, pending)
+            if broken:
+                yield from _fail_pending(pending)
+                _stop_pool(pool)
+                pool = _new_pool(jobs, ctx)
+        completed = True
+    finally:
+        if completed:
+            pool.shutdown(wait=True)
+        else:  # interrupted (Ctrl-C) or abandoned: stop the workers now
+            _stop_pool(pool)
+
+
+def _pool_results(done, pending: dict):
+    """Yield the completed futures' ``(task, result)``; return True if the pool broke."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken = False
+    for fut in done:
+        task = pending.pop(fut)
+        try:
+            yield task, fut.result()
+        except BrokenProcessPool as exc:
+            broken = True
+            yield task, exc
+        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+            yield task, exc
+    return broken
+
+
+def _fail_pending(pending: dict):
+    """Yield every task still pending in a broken pool as failed, and forget them."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    for _fut, task in list(pending.items()):
+        yield (
+            task,
+            BrokenProcessPool("a worker process died while this task was queued or running"),
+        )
+    pending.clear()
+
+
+def _stop_pool(pool) -> None:
+    """Cancel queued tasks and terminate a process pool's workers without waiting for them."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        with contextlib.suppress(Exception):
+            terminate()
+    else:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def dask_client(address):
+    """A ``dask.distributed.Client`` for ``address`` and whether it is ours to close.
+
+    ``address`` may be a Client already (the caller's, so not ours).
+
+    Raises:
+        BatchError: if dask.distributed is missing or no scheduler answers at ``address``.
+    """
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise BatchError(
+            "--scheduler needs dask.distributed, which is not installed: pip install .[cluster]"
+        ) from None
+    if isinstance(address, Client):
+        return address, False
+    try:
+        return Client(address, timeout="20s"), True
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BatchError(
+            f"--scheduler {address}: cannot connect to a Dask scheduler there "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def dask_threads(client) -> int:
+    """Worker threads of a Dask cluster (1 if the scheduler cannot tell)."""
+    try:
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+    except Exception:  # noqa: BLE001 - the count only sizes queues and tasks
+        threads = 1
+    return max(1, threads)
+
+
+def execute_dask(tasks: Iterator[Task], client) -> Iterator[tuple[Task, Any]]:
+    """A Dask distributed cluster; at most ``IN_FLIGHT_PER_WORKER x threads`` tasks submitted.
+
+    Workers must be able to import this package (``pip install .`` on every worker).
+    """
+    from dask.distributed import as_completed
+
+    limit = max(2, IN_FLIGHT_PER_WORKER * dask_threads(client))
+    tasks = iter(tasks)
+    futures: dict = {}
+    ac = as_completed()
+
+    def submit(task) -> None:
+        fut = client.submit(run_task, task, pure=False)
+        futures[fut.key] = task
+        ac.add(fut)
+
+    try:
+        for _ in range(limit):
+            task = next(tasks, None)
+            if task is None:
+                break
+            submit(task)
+        for fut in ac:
+            task = futures.pop(fut.key)
+            try:
+                yield task, fut.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker
+                yield task, exc
+            fut.release()
+            nxt = next(tasks, None)
+            if nxt is not None:
+                submit(nxt)
+    finally:
+        for key in list(futures):
+            futures.pop(key)
+        with contextlib.suppress(Exception):
+            ac.clear()
