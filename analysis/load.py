@@ -7,6 +7,7 @@ returns one tidy frame (one row per scenario x sample x seed x quarter), reading
 columns and scenarios asked for so that a report on a large batch does not pull every column
 into memory.
 
+The file names of the layout come from :mod:`experiment.store`, the one module that owns it.
 pandas and pyarrow are imported inside the functions so that ``import analysis`` (done by the
 CLI at start-up) stays cheap.
 """
@@ -17,6 +18,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from experiment.store import FAILURES, MANIFEST, SHARD_GLOB, SHARDS, TRAJECTORIES
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
@@ -75,10 +78,10 @@ def load_manifest(run_dir: str | Path) -> dict[str, Any]:
             manifest is not a JSON object.
     """
     path = _run_dir(run_dir)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise ValueError(
-            f"{str(path)!r} is not a run store: it has no manifest.json "
+            f"{str(path)!r} is not a run store: it has no {MANIFEST} "
             "(expected the output directory of `decouple run` or `decouple batch`)"
         )
     try:
@@ -110,16 +113,16 @@ def data_files(run_dir: str | Path) -> list[Path]:
     path = _run_dir(run_dir)
     load_manifest(path)  # validates that this is a run store
     files: list[Path] = []
-    single = path / "trajectories.parquet"
+    single = path / TRAJECTORIES
     if single.is_file():
         files.append(single)
-    shard_dir = path / "shards"
+    shard_dir = path / SHARDS
     if shard_dir.is_dir():
-        files.extend(sorted(p for p in shard_dir.glob("*.parquet") if p.is_file()))
+        files.extend(sorted(p for p in shard_dir.glob(SHARD_GLOB) if p.is_file()))
     if not files:
         raise ValueError(
-            f"run store {str(path)!r} holds no data: expected trajectories.parquet "
-            "or shards/*.parquet (did the run or every batch shard fail? see failures.jsonl)"
+            f"run store {str(path)!r} holds no data: expected {TRAJECTORIES} "
+            f"or {SHARDS}/{SHARD_GLOB} (did the run or every batch shard fail? see {FAILURES})"
         )
     return files
 

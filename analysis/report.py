@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from experiment.store import FAILURES
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import argparse
 
@@ -309,7 +311,7 @@ class Provenance:
         return sum(self.runs.values())
 
     def runs_text(self) -> str:
-        """ "10 runs per scenario (30 in all)" or a per-scenario list when counts differ."""
+        """Text like "10 runs per scenario (30 in all)", or a per-scenario list if counts differ."""
         counts = set(self.runs.values())
         if len(counts) == 1:
             return f"{counts.pop()} runs per scenario ({self.total_runs} in all)"
@@ -833,12 +835,12 @@ def build_report(
     prov = _provenance(run_dir, manifest, runs, order)
     if len(set(prov.runs.values())) > 1:
         notes.append(f"Scenarios have different numbers of runs: {prov.runs_text()}.")
-    failures = run_dir / "failures.jsonl"
+    failures = run_dir / FAILURES
     if failures.is_file():
         n_failed = sum(1 for line in failures.read_text().splitlines() if line.strip())
         if n_failed:
             notes.append(
-                f"{n_failed} run(s) failed and are missing from the data (see failures.jsonl)."
+                f"{n_failed} run(s) failed and are missing from the data (see {FAILURES})."
             )
     missing_table = [v for v in TABLE_VARIABLES if v not in frame.columns]
     if missing_table:

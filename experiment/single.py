@@ -18,12 +18,13 @@ import numpy as np
 from model.run import DEFAULT_ROOT_ENTROPY, replicate_seed, simulate
 from model.scenario import Scenario
 
-from . import provenance
+from . import provenance, store
 
 SUMMARY_YEARS = (2021, 2025, 2030, 2035)
 
 
 def default_out_dir(name: str) -> Path:
+    """``runs/<name>-<UTC timestamp>``."""
     stamp = provenance.now().replace(":", "").replace("-", "").replace("+0000", "Z")
     return Path("runs") / f"{name}-{stamp}"
 
@@ -55,12 +56,12 @@ def write_run(
 ) -> None:
     """Write the run store atomically enough: data first, manifest last."""
     out.mkdir(parents=True, exist_ok=False)
-    (out / "resolved").mkdir()
-    resolved_file = out / "resolved" / f"{scenario.name}.yaml"
+    (out / store.RESOLVED).mkdir()
+    resolved_file = out / store.resolved_file(scenario.name)
     resolved_file.write_text(scenario.to_yaml(), encoding="utf-8")
-    tmp = out / "trajectories.parquet.tmp"
+    tmp = out / f"{store.TRAJECTORIES}.tmp"
     df.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "trajectories.parquet")
+    os.replace(tmp, out / store.TRAJECTORIES)
     manifest = {
         "kind": "run",
         "model_version": provenance.model_version(),
@@ -83,9 +84,7 @@ def write_run(
         },
         "parameters": {scenario.name: scenario.resolved_parameters()},
     }
-    (out / "manifest.json").write_text(
-        json.dumps(manifest, indent=2, default=str), encoding="utf-8"
-    )
+    (out / store.MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
 
 
 def summary_table(df, column: str = "self_sufficiency_pct") -> str:
@@ -102,10 +101,12 @@ def summary_table(df, column: str = "self_sufficiency_pct") -> str:
 
 
 def main(scenario: Scenario, source_file: str, seeds: int, out: Path | None, command: str) -> int:
+    """Run ``decouple run``: ``seeds`` replicates into a new run store ``out``; exit 0 or 2."""
     out = out or default_out_dir(scenario.name)
     if out.exists():
         print(
-            f"decouple run: error: {out} already exists; choose another --out (results are never overwritten)",
+            f"decouple run: error: {out} already exists; choose another --out "
+            "(results are never overwritten)",
             file=sys.stderr,
         )
         return 2
@@ -113,5 +114,5 @@ def main(scenario: Scenario, source_file: str, seeds: int, out: Path | None, com
     df = run_seeds(scenario, seeds)
     write_run(out, scenario, source_file, df, seeds, DEFAULT_ROOT_ENTROPY, command, started)
     print(summary_table(df))
-    print(f"wrote {out / 'trajectories.parquet'} ({len(df)} rows) and {out / 'manifest.json'}")
+    print(f"wrote {out / store.TRAJECTORIES} ({len(df)} rows) and {out / store.MANIFEST}")
     return 0
