@@ -27,6 +27,7 @@ BEGIN, END = "<!-- bench_model:begin -->", "<!-- bench_model:end -->"
 
 
 def measure(scenario, scale: float, repeats: int) -> dict:
+    """Time ``repeats`` seeds at firm scale ``scale``; medians, so one slow run does not skew."""
     per_agent = 5.0 / scale
     times, firm_quarters, peak = [], [], []
     for seed in range(repeats):
@@ -48,30 +49,38 @@ def measure(scenario, scale: float, repeats: int) -> dict:
 
 
 def render(rows: list[dict], repeats: int) -> str:
+    """The "One run" Markdown section for docs/performance.md, between its markers."""
     lines = [
         BEGIN,
         "## One run (model only)",
         "",
-        f"Measured {date.today().isoformat()} on {platform.machine()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
-        f"`benchmarks/bench_model.py --repeats {repeats}`: baseline scenario, 2014Q1-2035Q4 (88 quarters), median of {repeats} seeds. "
-        "Firms are the model's Chinese firms (champions and swarm members; rows of the firm arrays); scale k divides `china_firms.real_firms_per_agent` by k.",
+        f"Measured {date.today().isoformat()} on {platform.machine()} ({os.cpu_count()} cores), "
+        f"Python {platform.python_version()}, "
+        f"`benchmarks/bench_model.py --repeats {repeats}`: baseline scenario, "
+        f"2014Q1-2035Q4 (88 quarters), median of {repeats} seeds. "
+        "Firms are the model's Chinese firms (champions and swarm members; rows of the firm "
+        "arrays); scale k divides `china_firms.real_firms_per_agent` by k.",
         "",
-        "| scale | mean firms | peak firms | wall time per run (s) | fastest (s) | µs per firm-quarter |",
+        "| scale | mean firms | peak firms | wall time per run (s) | fastest (s) "
+        "| µs per firm-quarter |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['scale']:g}x | {r['mean_firms']:,.0f} | {r['peak_firms']:,.0f} | {r['seconds']:.2f} | {r['min_seconds']:.2f} | {r['us_per_firm_quarter']:.2f} |"
+            f"| {r['scale']:g}x | {r['mean_firms']:,.0f} | {r['peak_firms']:,.0f} "
+            f"| {r['seconds']:.2f} | {r['min_seconds']:.2f} | {r['us_per_firm_quarter']:.2f} |"
         )
     lines += [
         "",
-        "Targets: <= 0.5 s per run at default scale; <= 1 µs per firm-quarter at ~20,000 firms (5x).",
+        "Targets: <= 0.5 s per run at default scale; "
+        "<= 1 µs per firm-quarter at ~20,000 firms (5x).",
         END,
     ]
     return "\n".join(lines)
 
 
 def write(section: str) -> None:
+    """Replace the section in docs/performance.md, keeping the other sections as they are."""
     text = DOC.read_text() if DOC.exists() else "# Performance\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
@@ -83,6 +92,7 @@ def write(section: str) -> None:
 
 
 def main() -> None:
+    """Command line: warm up, measure each scale, print the section and optionally write it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 5, 10])

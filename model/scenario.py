@@ -179,7 +179,8 @@ class ListEntityEvent(_Event):
     def _swarm_only_fields(self):
         if self.entity != "swarm" and (self.lines is not None or self.share_pct != 100.0):
             raise ValueError(
-                f"'lines' and 'share_pct' apply only to entity: swarm, not to the named entity '{self.entity}'"
+                "'lines' and 'share_pct' apply only to entity: swarm, "
+                f"not to the named entity '{self.entity}'"
             )
         return self
 
@@ -326,7 +327,8 @@ class Distribution(_Strict):
         if d == "triangular":
             if self.mode is None or not self.low <= self.mode <= self.high:
                 raise ValueError(
-                    f"a triangular distribution needs mode between low ({self.low}) and high ({self.high}); found {self.mode}"
+                    f"a triangular distribution needs mode between low ({self.low}) "
+                    f"and high ({self.high}); found {self.mode}"
                 )
         elif self.mode is not None:
             raise ValueError(f"'mode' applies only to dist: triangular, not {d}")
@@ -583,7 +585,10 @@ def _pattern_text(pattern: str) -> str:
     if pattern == QUARTER_PATTERN:
         return "a quarter written YYYYQn, e.g. 2026Q1"
     if pattern == NAME_PATTERN:
-        return "a name of lower-case letters, digits and '_' that starts with a letter, e.g. tighter_us_controls"
+        return (
+            "a name of lower-case letters, digits and '_' that starts with a letter, "
+            "e.g. tighter_us_controls"
+        )
     if pattern == EXTENDS_PATTERN:
         return "a scenario file name relative to this file, e.g. baseline"
     if pattern == ID_PATTERN:
@@ -654,7 +659,10 @@ def _hint(found: Any, expected: str) -> str:
         return "; write a list as [a, b] or as lines starting with '- '"
     if "quarter" in expected:
         if isinstance(found, _dt.date):
-            return f" (YAML reads it as a date); did you mean {found.year}Q{(found.month - 1) // 3 + 1}?"
+            return (
+                " (YAML reads it as a date); "
+                f"did you mean {found.year}Q{(found.month - 1) // 3 + 1}?"
+            )
         if isinstance(found, int) and not isinstance(found, bool) and 1000 <= found <= 9999:
             return f"; name the quarter too, e.g. {found}Q1"
         m = re.search(r"(\d{4})\D{0,3}[Qq]([1-4])\b", found) if isinstance(found, str) else None
@@ -686,7 +694,10 @@ def _message(path: tuple, errs: list[dict], data: Any) -> str:
     if t == "extra_forbidden":
         model = _model_at(path[:-1], data)
         allowed = list(model.model_fields) if model else []
-        return f"unknown key '{path[-1]}'{suggest(path[-1], allowed)}; allowed keys: {', '.join(allowed)}"
+        return (
+            f"unknown key '{path[-1]}'{suggest(path[-1], allowed)}; "
+            f"allowed keys: {', '.join(allowed)}"
+        )
     if t == "missing":
         model = _model_at(path[:-1], data)
         if model is ScenarioFile:
@@ -698,7 +709,10 @@ def _message(path: tuple, errs: list[dict], data: Any) -> str:
         return f"missing required key '{path[-1]}'; {what} needs one"
     if t == "union_tag_invalid":
         found = (first.get("ctx") or {}).get("tag")
-        return f"unknown action '{found}'{suggest(found, EVENT_ACTIONS)}; expected one of {', '.join(EVENT_ACTIONS)}"
+        return (
+            f"unknown action '{found}'{suggest(found, EVENT_ACTIONS)}; "
+            f"expected one of {', '.join(EVENT_ACTIONS)}"
+        )
     if t == "union_tag_not_found":
         return f"an event needs an 'action'; expected one of {', '.join(EVENT_ACTIONS)}"
     if t == "value_error":
@@ -714,7 +728,10 @@ def _message(path: tuple, errs: list[dict], data: Any) -> str:
             options += _literal_options(e)
     if expectations:
         expected = " or ".join(expectations)
-        return f"expected {expected}, found {_show(found)}{suggest(found, options)}{_hint(found, expected)}"
+        return (
+            f"expected {expected}, found {_show(found)}"
+            f"{suggest(found, options)}{_hint(found, expected)}"
+        )
     return f"{first['msg']}, found {_show(found)}"
 
 
@@ -744,7 +761,10 @@ def _check_parameter(path: str, value: Any) -> str | None:
             example = f"'{path}.{key}: ...'"
         else:
             example = next(p for p in params_mod.defaults() if p.startswith(path + "."))
-        return f"'{path}' is a group of parameters, not one; write one dotted path per parameter, e.g. {example}"
+        return (
+            f"'{path}' is a group of parameters, not one; "
+            f"write one dotted path per parameter, e.g. {example}"
+        )
     if params_mod.known_path(path):
         default = params_mod.default_value(path)
         if not params_mod._same_shape(default, value):
@@ -755,7 +775,10 @@ def _check_parameter(path: str, value: Any) -> str | None:
                 and _reads_as_value(value)
             ):
                 hint = "; remove the quotes if it is meant as a value"
-            return f"parameter '{path}' expects {params_mod._describe(default)}, found {_show(value)}{hint}"
+            return (
+                f"parameter '{path}' expects {params_mod._describe(default)}, "
+                f"found {_show(value)}{hint}"
+            )
     try:
         params_mod.resolve({path: value})
     except params_mod.ParameterError as exc:
@@ -771,8 +794,9 @@ def _check_sources(texts: list[tuple[tuple, str]], doc: YamlDocument) -> list[Pr
                 Problem.at(
                     doc,
                     key_path,
-                    f"a source must start with a seed figure id (F01-F32), CLM70, TIME22, 'publication:', "
-                    f"'structure:', 'assumption:' or 'calibrated:'; found {_show(text)}",
+                    "a source must start with a seed figure id (F01-F32), CLM70, TIME22, "
+                    "'publication:', 'structure:', 'assumption:' or 'calibrated:'; "
+                    f"found {_show(text)}",
                 )
             )
             continue
@@ -782,7 +806,8 @@ def _check_sources(texts: list[tuple[tuple, str]], doc: YamlDocument) -> list[Pr
                 Problem.at(
                     doc,
                     key_path,
-                    f"{', '.join(unknown)} is not a seed figure; ids run from F01 to F32 (seed-figures.md)",
+                    f"{', '.join(unknown)} is not a seed figure; "
+                    "ids run from F01 to F32 (seed-figures.md)",
                 )
             )
     return problems
@@ -833,7 +858,8 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
                     Problem.at(
                         doc,
                         ("events", i, "id"),
-                        f"duplicate event id '{ev.id}' (also events[{seen_ids[ev.id]}]); ids must be unique",
+                        f"duplicate event id '{ev.id}' (also events[{seen_ids[ev.id]}]); "
+                        "ids must be unique",
                     )
                 )
             seen_ids.setdefault(ev.id, i)
@@ -843,7 +869,8 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
                     Problem.at(
                         doc,
                         ("events", i, "path"),
-                        f"'{ev.path}' is read only when the model is built, so a timed event cannot change it; set it under 'parameters' instead",
+                        f"'{ev.path}' is read only when the model is built, "
+                        "so a timed event cannot change it; set it under 'parameters' instead",
                     )
                 )
                 continue
@@ -877,7 +904,8 @@ def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, li
                 Problem.at(
                     doc,
                     (),
-                    f"a scenario file must be a mapping of keys (name: ..., question: ...), found {_show(doc.data)}",
+                    "a scenario file must be a mapping of keys (name: ..., question: ...), "
+                    f"found {_show(doc.data)}",
                 )
             ],
         )
@@ -911,7 +939,9 @@ def _find_parent(ref: str, child_display: Path, child_real: Path) -> tuple[Path,
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``PATH=VALUE`` (``--set``); the value is read as safe YAML (``1.5``, ``true``, ``[1, 2]``).
+    """Split ``PATH=VALUE`` (``--set``); the value is read as safe YAML.
+
+    Safe YAML means plain values such as ``1.5``, ``true`` or ``[1, 2]``.
 
     Raises:
         ScenarioError: no ``=``, an empty path, or a value that is not safe YAML.
@@ -928,7 +958,8 @@ def parse_override(text: str) -> tuple[str, Any]:
             [
                 Problem(
                     where,
-                    "the parameter path before '=' is empty; e.g. --set china.procurement_preference=1.2",
+                    "the parameter path before '=' is empty; "
+                    "e.g. --set china.procurement_preference=1.2",
                 )
             ]
         )
@@ -937,7 +968,8 @@ def parse_override(text: str) -> tuple[str, Any]:
             [
                 Problem(
                     where,
-                    f"no value after '='; e.g. --set {path}=1.2 (quote text: --set '{path}=\"text\"')",
+                    f"no value after '='; e.g. --set {path}=1.2 "
+                    f"(quote text: --set '{path}=\"text\"')",
                 )
             ]
         )
@@ -1009,12 +1041,12 @@ def load_scenario(
             except (OSError, ValueError):  # unreadable directory or impossible name
                 stems = []
             prefix = f"{ref_dir}/" if ref_dir else ""
+            nearest = suggest(prefix + ref_stem.removesuffix(".yaml"), [prefix + x for x in stems])
             problems.append(
                 Problem.at(
                     doc,
                     ("extends",),
-                    f"parent scenario '{sf.extends}' not found (no file {looked})"
-                    f"{suggest(prefix + ref_stem.removesuffix('.yaml'), [prefix + x for x in stems])}; "
+                    f"parent scenario '{sf.extends}' not found (no file {looked}){nearest}; "
                     "'extends' names a scenario file relative to this one, without '.yaml'",
                 )
             )
@@ -1054,7 +1086,8 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
                 Problem.at(
                     doc,
                     ("name",),
-                    f"name '{sf.name}' is already used by a scenario this one extends; give it its own name",
+                    f"name '{sf.name}' is already used by a scenario this one extends; "
+                    "give it its own name",
                 )
             )
         names.append(sf.name)
@@ -1086,7 +1119,8 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
                         Problem.at(
                             doc,
                             ("events", i, "id"),
-                            f"event id '{ev.id}' is already used by an inherited event; drop that one first (drop_events: [{ev.id}]) or choose another id",
+                            f"event id '{ev.id}' is already used by an inherited event; "
+                            f"drop that one first (drop_events: [{ev.id}]) or choose another id",
                         )
                     )
         merged["events"].extend(sf.events)
@@ -1175,7 +1209,8 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
             Problem.at(
                 where_key("end"),
                 ("end",),
-                f"end {sc.end} is after {LATEST_END}; the model's demand and technology paths are not meaningful that far out",
+                f"end {sc.end} is after {LATEST_END}; "
+                "the model's demand and technology paths are not meaningful that far out",
             )
         )
     for ev in sc.events:
@@ -1185,7 +1220,8 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
                 Problem.at(
                     doc,
                     ("events", i, "at"),
-                    f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}; move it or extend 'end'",
+                    f"event '{ev.action}' at {ev.at} is after the horizon's end {sc.end}; "
+                    "move it or extend 'end'",
                 )
             )
     first_year, last_year = parse_quarter(sc.start)[0], parse_quarter(sc.end)[0]
@@ -1196,7 +1232,8 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
                 Problem.at(
                     top,
                     ("expects", i, "year"),
-                    f"expected a year from {first_year} to {last_year} (the horizon), found {ex.year}",
+                    f"expected a year from {first_year} to {last_year} (the horizon), "
+                    f"found {ex.year}",
                 )
             )
         if ex.vs not in ancestors:
@@ -1204,7 +1241,8 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
                 Problem.at(
                     top,
                     ("expects", i, "vs"),
-                    f"an expectation compares with a scenario this one extends ({', '.join(ancestors) or 'none: add extends'}); found '{ex.vs}'",
+                    "an expectation compares with a scenario this one extends "
+                    f"({', '.join(ancestors) or 'none: add extends'}); found '{ex.vs}'",
                 )
             )
     return problems

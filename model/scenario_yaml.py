@@ -112,7 +112,8 @@ def load_yaml(path: str | Path) -> YamlDocument:
     if is_dir:
         raise YamlInputError(
             [
-                f"{path}: is a directory, not a scenario file (to check every scenario in it: {path}/*.yaml)"
+                f"{path}: is a directory, not a scenario file "
+                f"(to check every scenario in it: {path}/*.yaml)"
             ]
         )
     if not exists:
@@ -125,7 +126,8 @@ def load_yaml(path: str | Path) -> YamlDocument:
     if len(raw) > MAX_BYTES:
         raise YamlInputError(
             [
-                f"{path}: file is larger than {MAX_BYTES:,} bytes; a scenario file is a few kB of YAML"
+                f"{path}: file is larger than {MAX_BYTES:,} bytes; "
+                "a scenario file is a few kB of YAML"
             ]
         )
     if b"\x00" in raw:
@@ -137,7 +139,8 @@ def load_yaml(path: str | Path) -> YamlDocument:
     except UnicodeDecodeError as exc:
         raise YamlInputError(
             [
-                f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); save the file as UTF-8"
+                f"{path}: not UTF-8 text (undecodable byte at offset {exc.start}); "
+                "save the file as UTF-8"
             ]
         ) from None
     return parse_yaml(text, path)
@@ -155,7 +158,8 @@ def parse_yaml(text: str, path: str | Path = "<string>") -> YamlDocument:
     if len(text) > MAX_BYTES:
         raise YamlInputError(
             [
-                f"{path}: text is longer than {MAX_BYTES:,} characters; a scenario file is a few kB of YAML"
+                f"{path}: text is longer than {MAX_BYTES:,} characters; "
+                "a scenario file is a few kB of YAML"
             ]
         )
     if len(text) <= _CACHE_MAX_TEXT:
@@ -207,7 +211,9 @@ class _Loader(yaml.SafeLoader):
                 m = self.peek_event().start_mark
                 raise YamlInputError(
                     [
-                        f"{self._path}:{m.line + 1}:{m.column + 1}: nesting deeper than {MAX_DEPTH} levels; refused (a scenario needs about six)"
+                        f"{self._path}:{m.line + 1}:{m.column + 1}: "
+                        f"nesting deeper than {MAX_DEPTH} levels; "
+                        "refused (a scenario needs about six)"
                     ]
                 )
             return super().compose_node(parent, index)
@@ -223,7 +229,10 @@ def _syntax_message(exc: yaml.YAMLError, path: Path, text: str | None = None) ->
         where = f"{path}: "
         if text is not None:
             before = text[: exc.position]
-            where = f"{path}:{before.count(chr(10)) + 1}:{exc.position - (before.rfind(chr(10)) + 1) + 1}: "
+            where = (
+                f"{path}:{before.count(chr(10)) + 1}:"
+                f"{exc.position - (before.rfind(chr(10)) + 1) + 1}: "
+            )
         return where + f"control character U+{ord(char):04X} is not allowed in YAML text; remove it"
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -307,7 +316,8 @@ class _Builder:
             self._fail(
                 node,
                 (),
-                f"the document expands to more than {MAX_NODES:,} values through aliases (*name); refused (a 'billion laughs' bomb?)",
+                f"the document expands to more than {MAX_NODES:,} values through aliases (*name); "
+                "refused (a 'billion laughs' bomb?)",
             )
         if depth > MAX_DEPTH:
             self._fail(
@@ -334,7 +344,8 @@ class _Builder:
                 self._fail(
                     key_node,
                     key_path,
-                    "merge keys ('<<') are not supported; to build on another scenario use 'extends', otherwise write the keys out",
+                    "merge keys ('<<') are not supported; "
+                    "to build on another scenario use 'extends', otherwise write the keys out",
                 )
             if not isinstance(key_node, yaml.ScalarNode):
                 self._fail(key_node, key_path, "a key must be plain text, not a list or mapping")
@@ -348,14 +359,16 @@ class _Builder:
                 self._fail(
                     key_node,
                     key_path,
-                    f"keys must be text, found {_describe_scalar(key)}{hint}; put the key in quotes",
+                    f"keys must be text, found {_describe_scalar(key)}{hint}; "
+                    "put the key in quotes",
                 )
             if key in out:
                 first = self.doc.marks.get(key_path + (key,), ("?", "?"))
                 self._fail(
                     key_node,
                     key_path + (key,),
-                    f"duplicate key '{key}' (first at line {first[0]}); each key may appear once in a mapping",
+                    f"duplicate key '{key}' (first at line {first[0]}); "
+                    "each key may appear once in a mapping",
                 )
             km = key_node.start_mark
             self.doc.marks[key_path + (key,)] = (km.line + 1, km.column + 1)
@@ -374,7 +387,8 @@ class _Builder:
             self._fail(
                 node,
                 key_path,
-                f"cannot read the value {str(node.value)[:40]!r} as {node.tag.removeprefix(_STD)}; put it in quotes if it is text",
+                f"cannot read the value {str(node.value)[:40]!r} "
+                f"as {node.tag.removeprefix(_STD)}; put it in quotes if it is text",
             )
         if isinstance(value, float) and not math.isfinite(value):
             self._fail(
@@ -394,5 +408,6 @@ class _Builder:
         self._fail(
             node,
             key_path,
-            f"tag '{_short_tag(node.tag)}' is not allowed; scenario files hold plain mappings, lists, text and numbers",
+            f"tag '{_short_tag(node.tag)}' is not allowed; "
+            "scenario files hold plain mappings, lists, text and numbers",
         )

@@ -183,7 +183,9 @@ def write_store(
         layout: ``"batch"`` (``shards/*.parquet``, runs dealt round-robin to ``n_shards``
             shards, shards written in shuffled row order) or ``"run"``
             (``trajectories.parquet``).
-        scenarios, seeds, samples: the design.
+        scenarios: the scenario names of the design.
+        seeds: replicates per scenario and sample.
+        samples: parameter samples per scenario.
         n_shards: number of shards for the batch layout.
         drop: column prefixes to leave out (a store from an older model version).
         failures: number of failed runs to record in ``failures.jsonl``.

@@ -55,9 +55,9 @@ def test_override_replaces_a_value():
 def test_unknown_parameter_suggests_the_nearest():
     with pytest.raises(P.ParameterError) as exc:
         P.resolve({"china.procurement_preferenc": 1})
-    assert (
-        str(exc.value)
-        == "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)"
+    assert str(exc.value) == (
+        "unknown parameter 'china.procurement_preferenc' "
+        "(did you mean 'china.procurement_preference'?)"
     )
 
 
@@ -71,7 +71,8 @@ def test_unknown_key_inside_a_mapping():
     with pytest.raises(P.ParameterError) as exc:
         P.resolve({"allies.initial_alignment.netherland": 0.5})
     assert str(exc.value).startswith(
-        "parameter 'allies.initial_alignment.netherland': 'netherland' is not a key of 'allies.initial_alignment' (did you mean 'netherlands'?)"
+        "parameter 'allies.initial_alignment.netherland': "
+        "'netherland' is not a key of 'allies.initial_alignment' (did you mean 'netherlands'?)"
     )
 
 

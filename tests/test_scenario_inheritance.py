@@ -1,4 +1,7 @@
-"""Merge rules of ``extends`` and ``--set`` (model/scenario.py's module docstring), and the resolved form."""
+"""Merge rules of ``extends`` and ``--set``, and the resolved form.
+
+The rules tested are those of model/scenario.py's module docstring.
+"""
 
 from __future__ import annotations
 
@@ -135,14 +138,16 @@ def test_extends_with_explicit_suffix_and_subdirectory(tree, tmp_path):
 def test_errors_in_a_parent_name_the_parent(tree, tmp_path):
     tree(
         "bad_parent",
-        "name: bad_parent\nquestion: q?\nextends: baseline\nparameters: {china.procurment_preference: 1}\n",
+        "name: bad_parent\nquestion: q?\nextends: baseline\n"
+        "parameters: {china.procurment_preference: 1}\n",
     )
     child = tree("kid", "name: kid\nquestion: q?\nextends: bad_parent\n")
     with pytest.raises(ScenarioError) as err:
         load_scenario(child)
     assert err.value.problems == [
         (
-            f"{tmp_path}/bad_parent.yaml:4:14: parameters.china.procurment_preference: unknown parameter "
+            f"{tmp_path}/bad_parent.yaml:4:14: parameters.china.procurment_preference: "
+            "unknown parameter "
             "'china.procurment_preference' (did you mean 'china.procurement_preference'?)"
         )
     ]
@@ -224,5 +229,6 @@ def test_child_with_earlier_end_drops_parents_later_events(tmp_path):
     with pytest.raises(ScenarioError) as exc:
         load_scenario(child)
     assert exc.value.problems == [
-        f"{child}:6:6: events[0].at: event 'us_pressure' at 2017Q1 is after the horizon's end 2016Q4; move it or extend 'end'"
+        f"{child}:6:6: events[0].at: event 'us_pressure' at 2017Q1 "
+        "is after the horizon's end 2016Q4; move it or extend 'end'"
     ]

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # when run as a script
     sys.path.insert(0, str(ROOT))
 
-from model.scenario import (
+# The model imports come after the sys.path line above so that the file also runs as a script.
+from model.scenario import (  # noqa: E402
     INIT_ONLY_PREFIXES,
     OUTPUT_COLUMNS,
     ControlEvent,
@@ -33,7 +34,7 @@ from model.scenario import (
     ScenarioFile,
     load_scenario,
 )
-from model.scenario_yaml import load_yaml
+from model.scenario_yaml import load_yaml  # noqa: E402
 
 SCENARIOS = ROOT / "scenarios"
 BASELINE = SCENARIOS / "baseline.yaml"
@@ -67,12 +68,15 @@ def _yearly_means(cols: dict) -> dict[str, dict[int, float]]:
 
 
 def run_library(seeds=SEEDS, baseline_frame=None) -> dict[str, list[dict[str, dict[int, float]]]]:
-    """{scenario name: per replicate, {output: {year: calendar-year mean}}} for baseline and library.
+    """Calendar-year means of the outputs, per replicate, for the baseline and the library.
 
     Args:
         seeds: replicate indexes (the same for every scenario: paired comparisons).
         baseline_frame: the baseline's runs of these seeds as a DataFrame with a ``seed``
             column (conftest's session fixture), to avoid running the baseline twice.
+
+    Returns:
+        ``{scenario name: per replicate, {output: {year: calendar-year mean}}}``.
     """
     from model.run import simulate
 
@@ -241,8 +245,10 @@ def test_expected_direction(results, name, expectation):
         np.median([r[expectation.output][expectation.year] for r in results[expectation.vs]])
     )
     detail = (
-        f"{name} vs {expectation.vs}: {expectation.output} in {expectation.year}: median paired difference "
-        f"{median:+.4g} (baseline median {base:.4g}; {int((diffs > 0).sum())} of {len(diffs)} replicates higher), "
+        f"{name} vs {expectation.vs}: {expectation.output} in {expectation.year}: "
+        "median paired difference "
+        f"{median:+.4g} (baseline median {base:.4g}; "
+        f"{int((diffs > 0).sum())} of {len(diffs)} replicates higher), "
         f"expected {expectation.direction}"
     )
     ok = {"higher": median > 0, "lower": median < 0, "different": median != 0}[
@@ -254,7 +260,8 @@ def test_expected_direction(results, name, expectation):
 def table(results) -> str:
     """Markdown table of every expectation's median paired difference (for reports)."""
     rows = [
-        "| scenario | output | year | expected | baseline median | median difference | replicates higher | ok |",
+        "| scenario | output | year | expected | baseline median | median difference "
+        "| replicates higher | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for path in LIBRARY:
@@ -265,7 +272,8 @@ def table(results) -> str:
             base = float(np.median([r[ex.output][ex.year] for r in results[ex.vs]]))
             ok = {"higher": med > 0, "lower": med < 0, "different": med != 0}[ex.direction]
             rows.append(
-                f"| {sc.name} | {ex.output} | {ex.year} | {ex.direction} | {base:.4g} | {med:+.4g} | {int((d > 0).sum())}/{len(d)} | {'yes' if ok else 'NO'} |"
+                f"| {sc.name} | {ex.output} | {ex.year} | {ex.direction} | {base:.4g} "
+                f"| {med:+.4g} | {int((d > 0).sum())}/{len(d)} | {'yes' if ok else 'NO'} |"
             )
     return "\n".join(rows)
 

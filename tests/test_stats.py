@@ -82,8 +82,10 @@ def test_paired_differences_equal_the_constructed_offsets(frame):
 
 
 def test_paired_differences_cancel_common_random_numbers(frame):
-    """Noise shared by replicate i across scenarios must cancel exactly; pairing on seed
-    alone (ignoring sample) or on quarter alone would leave it in."""
+    """Noise shared by replicate i across scenarios must cancel exactly.
+
+    Pairing on seed alone (ignoring sample) or on quarter alone would leave it in.
+    """
     noisy = frame.copy()
     rng = np.random.default_rng(0)
     noise = pd.Series(rng.normal(0, 7, 5 * 2 * 64))
@@ -145,7 +147,7 @@ def test_threshold_probabilities(frame):
 
 
 def test_threshold_counts_earlier_years_not_only_the_year_itself(frame):
-    """bust is below 50% in 2030 in every run, yet reached it in 2027."""
+    """The ``bust`` scenario is below 50% in 2030 in every run, yet reached it in 2027."""
     ann = stats.annual(frame[frame["scenario"] == "bust"], ["self_sufficiency_pct"])
     assert (ann.loc[ann["year"] == 2030, "self_sufficiency_pct"] < 50).all()
     probs = stats.threshold_probabilities(frame, thresholds=[50], years=[2026, 2027, 2030])
