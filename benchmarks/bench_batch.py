@@ -177,6 +177,7 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
 
 
 def decouple_batch(runs: int, jobs: int, out: Path) -> dict:
+    """Measure ``decouple batch`` of ``runs`` baseline runs with ``jobs`` workers into ``out``."""
     cmd = [
         sys.executable, "-m", "decouple.cli", "batch", str(BASELINE),
         "--seeds", str(runs), "--jobs", str(jobs), "--out", str(out), "--quiet",
@@ -188,6 +189,7 @@ def decouple_batch(runs: int, jobs: int, out: Path) -> dict:
 
 
 def mesa_batch_run(runs: int, processes: int) -> dict:
+    """Measure the same grid of ``runs`` runs through ``mesa.batch_run`` (child process)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--mesa-child", str(runs), str(processes)]
     res = measure(cmd)
     res["per_run_s"] = res["wall_s"] / runs
@@ -195,6 +197,7 @@ def mesa_batch_run(runs: int, processes: int) -> dict:
 
 
 def machine() -> str:
+    """CPUs, RAM, OS and Python of this machine, for the section's caption."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -207,7 +210,10 @@ def machine() -> str:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem = float("nan")
-    return f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 BEGIN, END = "<!-- bench_batch:begin -->", "<!-- bench_batch:end -->"
@@ -241,7 +247,8 @@ def render(results: dict) -> str:
     large_wall = statistics.median(large_walls)
     large = {**large, "wall_s": large_wall, "peak_rss_mib": max(r["peak_rss_mib"] for r in larges)}
     if len(large_walls) > 1:
-        large_text = f"{large_wall:.0f} s, median of {len(large_walls)} ({', '.join(f'{w:.0f}' for w in large_walls)} s)"
+        walls = ", ".join(f"{w:.0f}" for w in large_walls)
+        large_text = f"{large_wall:.0f} s, median of {len(large_walls)} ({walls} s)"
     else:
         large_text = f"{large_wall:.0f} s"
     speedup = j1["wall_s"] / j2["wall_s"]
@@ -279,9 +286,10 @@ def render(results: dict) -> str:
         ml = results["mesa_large"]
         ratio = ml["wall_s"] / large["wall_s"]
         mesa_large_row = (
-            f"| the {n['runs']:,}-run grid through `mesa.batch_run` (as above) | {ml['wall_s']:.0f} s, "
-            f"peak {ml['peak_rss_mib']:.0f} MiB; ours {large['wall_s']:.0f} s, {large['peak_rss_mib']:.0f} MiB: "
-            f"ours {ratio:.2f}x faster | ours >= 2x faster: {'met' if ratio >= 2 else '**not met**'} |\n"
+            f"| the {n['runs']:,}-run grid through `mesa.batch_run` (as above) | "
+            f"{ml['wall_s']:.0f} s, peak {ml['peak_rss_mib']:.0f} MiB; "
+            f"ours {large['wall_s']:.0f} s, {large['peak_rss_mib']:.0f} MiB: "
+            f"ours {ratio:.2f}x faster | ours >= 2x faster: {_met(ratio >= 2)} |\n"
         )
     if large["wall_s"] <= 180:
         large_note = "; it is met, with the model as it is now (docs/ODD.md, section 2)."
@@ -292,6 +300,8 @@ def render(results: dict) -> str:
         ratio = results["mesa_large"]["wall_s"] / large["wall_s"]
         mesa_note += f" and {ratio:.2f}x on {n['runs']:,} (start-up weighs less there)"
     mesa_note += ", which is what an engine adds over another running the same model."
+    rows = _table_rows(n, large, large_text, speedup, j1, j2, small, mem_ok, mesa, ours, ours_mib)
+    over = 100 * (large["wall_s"] - floor) / floor
     return f"""{SECTION}
 
 Measured by `benchmarks/bench_batch.py` on {results["date"]}; machine: {results["machine"]}.
@@ -300,16 +310,11 @@ fresh `decouple batch` command per row (start-up included). Memory is the peak s
 the command's whole process tree (command, forkserver, workers; pages shared between them
 are counted in each), sampled every 0.1 s.
 
-| measurement | result | target |
-|---|---|---|
-| {n["runs"]:,} runs, `--jobs 2` | {large_text} ({large["wall_s"] / n["runs"] * 1000:.0f} ms of wall time per run) | <= 180 s: {"met" if large["wall_s"] <= 180 else "**not met**"} |
-| speed-up, 2 workers vs 1 ({n["speedup"]} runs) | {speedup:.2f}x ({j1["wall_s"]:.1f} s vs {j2["wall_s"]:.1f} s) | >= 1.8x: {"met" if speedup >= 1.8 else "**not met**"} |
-| peak memory, {n["small"]} vs {n["runs"]:,} runs | {small["peak_rss_mib"]:.0f} MiB vs {large["peak_rss_mib"]:.0f} MiB | about equal: {"met" if mem_ok else "**not met**"} |
-| the same grid through `mesa.batch_run` ({n["mesa"]} unseeded runs, 2 processes, every quarter and output column collected) | {mesa["wall_s"]:.0f} s, peak {mesa["peak_rss_mib"]:.0f} MiB; ours {ours:.0f} s, {ours_mib:.0f} MiB: ours {vs_mesa:.2f}x faster | ours >= 2x faster: {"met" if vs_mesa >= 2 else "**not met**"} |
+{rows}
 {mesa_large_row}
 Reading the numbers: a baseline run cost about {per_run:.2f} s in one process (the `--jobs 1`
 row, start-up included); at that speed {n["runs"]:,} runs on 2 workers would take about
-{floor:.0f} s, and they took {large["wall_s"]:.0f} s ({100 * (large["wall_s"] - floor) / floor:+.0f}% against that). The
+{floor:.0f} s, and they took {large["wall_s"]:.0f} s ({over:+.0f}% against that). The
 engine's own costs (start-up, shipping rows back, writing shards) and the slow-down of a run
 when both cores are busy push the measured time up; the host's speed, which varies from one
 measurement to the next on this shared machine (load averages below), moves it either way.
@@ -327,7 +332,37 @@ time from it.
 """
 
 
+def _met(ok: bool) -> str:
+    """A target's verdict in the table."""
+    return "met" if ok else "**not met**"
+
+
+def _table_rows(n, large, large_text, speedup, j1, j2, small, mem_ok, mesa, ours, ours_mib):
+    """The header and the four measured rows of the section's Markdown table."""
+    vs_mesa = mesa["wall_s"] / ours
+    per_run_ms = large["wall_s"] / n["runs"] * 1000
+    grid = (
+        f"the same grid through `mesa.batch_run` ({n['mesa']} unseeded runs, 2 processes, "
+        "every quarter and output column collected)"
+    )
+    lines = [
+        "| measurement | result | target |",
+        "|---|---|---|",
+        f"| {n['runs']:,} runs, `--jobs 2` | {large_text} ({per_run_ms:.0f} ms of wall time "
+        f"per run) | <= 180 s: {_met(large['wall_s'] <= 180)} |",
+        f"| speed-up, 2 workers vs 1 ({n['speedup']} runs) | {speedup:.2f}x "
+        f"({j1['wall_s']:.1f} s vs {j2['wall_s']:.1f} s) | >= 1.8x: {_met(speedup >= 1.8)} |",
+        f"| peak memory, {n['small']} vs {n['runs']:,} runs | {small['peak_rss_mib']:.0f} MiB "
+        f"vs {large['peak_rss_mib']:.0f} MiB | about equal: {_met(mem_ok)} |",
+        f"| {grid} | {mesa['wall_s']:.0f} s, peak {mesa['peak_rss_mib']:.0f} MiB; ours "
+        f"{ours:.0f} s, {ours_mib:.0f} MiB: ours {vs_mesa:.2f}x faster | ours >= 2x faster: "
+        f"{_met(vs_mesa >= 2)} |",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    """Measure (or ``--render`` saved measurements) and print the Markdown section."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=1000, help="runs of the large batch (default 1000)")
     ap.add_argument(

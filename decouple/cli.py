@@ -54,7 +54,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_validate(args) -> int:
-    """Check each file (and its ``extends`` chain, and any ``--set``); exit 0 if all are valid, else 2.
+    """Check each file (and its ``extends`` chain, and any ``--set``); exit 0 if all valid, else 2.
 
     Valid files are listed on stdout as ``FILE: ok``. Problems go to stderr, one per line as
     ``file:line:col: key.path: message`` (the format editors and CI annotate), followed by a
@@ -82,17 +82,26 @@ def _cmd_validate(args) -> int:
             print(f"{path}: ok")
     if bad:
         n = len(args.files)
+        verb = "has" if bad == 1 else "have"
         print(
-            f"decouple validate: {bad} of {n} file{'s' * (n != 1)} {'has' if bad == 1 else 'have'} errors",
+            f"decouple validate: {bad} of {n} file{'s' * (n != 1)} {verb} errors",
             file=sys.stderr,
         )
     return 2 if bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``decouple`` argument parser with every sub-command registered.
+
+    Sub-commands that live elsewhere (``report``, ``batch``) register themselves; their
+    modules import only the standard library at module level, so this stays fast.
+    """
     parser = argparse.ArgumentParser(
         prog="decouple",
-        description="Scenario model of semiconductor supply-chain decoupling (China's chip self-sufficiency to 2035).",
+        description=(
+            "Scenario model of semiconductor supply-chain decoupling "
+            "(China's chip self-sufficiency to 2035)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -147,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``decouple`` command line; return its exit code (130 when interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

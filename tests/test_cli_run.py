@@ -96,7 +96,7 @@ def test_run_reports_a_bad_override(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert (
-        "unknown parameter 'china.procurement_preferenc' (did you mean 'china.procurement_preference'?)"
-        in err
+        "unknown parameter 'china.procurement_preferenc' "
+        "(did you mean 'china.procurement_preference'?)" in err
     )
     assert not (tmp_path / "x").exists()

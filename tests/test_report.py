@@ -344,8 +344,10 @@ def test_explicit_missing_baseline_is_an_error(no_baseline_store, tmp_path):
 
 
 def test_partial_store_skips_figures_with_notes(tmp_path):
-    """A store without ally or tier outputs still gives a report, with notes saying what
-    was left out; failed runs recorded in failures.jsonl are mentioned."""
+    """A store without ally or tier outputs still gives a report, with notes.
+
+    The notes say what was left out; failed runs recorded in failures.jsonl are mentioned.
+    """
     store = write_store(
         tmp_path / "partial",
         layout="run",
