@@ -820,6 +820,27 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
         msg = _check_parameter(path, value)
         if msg:
             problems.append(Problem.at(doc, ("parameters", path), msg))
+    problems += _check_uncertain(sf, doc)
+    sources = [(("sources", i), s) for i, s in enumerate(sf.sources)]
+    sources += [(("events", i, "source"), e.source) for i, e in enumerate(sf.events) if e.source]
+    problems += _check_sources(sources, doc)
+    problems += _check_file_events(sf, doc)
+    if sf.start and sf.end and quarter_ordinal(sf.start) > quarter_ordinal(sf.end):
+        problems.append(Problem.at(doc, ("end",), f"end {sf.end} is before start {sf.start}"))
+    if sf.drop_events and sf.extends is None:
+        problems.append(
+            Problem.at(
+                doc,
+                ("drop_events",),
+                "drop_events removes a parent's events, but this scenario has no 'extends'",
+            )
+        )
+    return problems
+
+
+def _check_uncertain(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
+    """Each ``uncertain`` path names one numeric parameter."""
+    problems = []
     for path in sf.uncertain:
         if _is_group(path):
             problems.append(
@@ -847,9 +868,12 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
                         f"only numeric parameters can be sampled; '{path}' is {_show(default)}",
                     )
                 )
-    sources = [(("sources", i), s) for i, s in enumerate(sf.sources)]
-    sources += [(("events", i, "source"), e.source) for i, e in enumerate(sf.events) if e.source]
-    problems += _check_sources(sources, doc)
+    return problems
+
+
+def _check_file_events(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
+    """Event ids are unique in a file; ``set_parameter`` events name a run-time parameter."""
+    problems = []
     seen_ids: dict[str, int] = {}
     for i, ev in enumerate(sf.events):
         if ev.id is not None:
@@ -877,16 +901,6 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
             msg = _check_parameter(ev.path, ev.value)
             if msg:
                 problems.append(Problem.at(doc, ("events", i, "path"), msg))
-    if sf.start and sf.end and quarter_ordinal(sf.start) > quarter_ordinal(sf.end):
-        problems.append(Problem.at(doc, ("end",), f"end {sf.end} is before start {sf.start}"))
-    if sf.drop_events and sf.extends is None:
-        problems.append(
-            Problem.at(
-                doc,
-                ("drop_events",),
-                "drop_events removes a parent's events, but this scenario has no 'extends'",
-            )
-        )
     return problems
 
 
@@ -1028,28 +1042,7 @@ def load_scenario(
             break
         found = _find_parent(sf.extends, display, real)
         if found is None:
-            target = sf.extends if sf.extends.endswith((".yaml", ".yml")) else f"{sf.extends}.yaml"
-            looked = os.path.normpath(display.parent / target)
-            ref_dir, _, ref_stem = sf.extends.rpartition("/")
-            here = real.parent / ref_dir
-            try:
-                stems = (
-                    sorted({p.stem for p in here.glob("*.yaml")} - {real.stem})
-                    if here.is_dir()
-                    else []
-                )
-            except (OSError, ValueError):  # unreadable directory or impossible name
-                stems = []
-            prefix = f"{ref_dir}/" if ref_dir else ""
-            nearest = suggest(prefix + ref_stem.removesuffix(".yaml"), [prefix + x for x in stems])
-            problems.append(
-                Problem.at(
-                    doc,
-                    ("extends",),
-                    f"parent scenario '{sf.extends}' not found (no file {looked}){nearest}; "
-                    "'extends' names a scenario file relative to this one, without '.yaml'",
-                )
-            )
+            problems.append(_parent_not_found(sf.extends, doc, display, real))
             break
         display, real = found
         if real in seen:
@@ -1067,9 +1060,53 @@ def load_scenario(
     return _resolve(chain, overrides)
 
 
+def _parent_not_found(ref: str, doc: YamlDocument, display: Path, real: Path) -> Problem:
+    """The problem of an ``extends`` that names no file: where it looked, the nearest name."""
+    target = ref if ref.endswith((".yaml", ".yml")) else f"{ref}.yaml"
+    looked = os.path.normpath(display.parent / target)
+    ref_dir, _, ref_stem = ref.rpartition("/")
+    here = real.parent / ref_dir
+    try:
+        stems = sorted({p.stem for p in here.glob("*.yaml")} - {real.stem}) if here.is_dir() else []
+    except (OSError, ValueError):  # unreadable directory or impossible name
+        stems = []
+    prefix = f"{ref_dir}/" if ref_dir else ""
+    nearest = suggest(prefix + ref_stem.removesuffix(".yaml"), [prefix + x for x in stems])
+    return Problem.at(
+        doc,
+        ("extends",),
+        f"parent scenario '{ref}' not found (no file {looked}){nearest}; "
+        "'extends' names a scenario file relative to this one, without '.yaml'",
+    )
+
+
 def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scenario:
     """Merge a valid chain (child first) by the module's merge rules and check the result."""
     chain = list(reversed(chain))
+    merged, origin, problems = _merge_chain(chain)
+    problems += _apply_overrides(merged, overrides)
+    if problems:
+        raise ScenarioError(problems)
+    try:
+        scenario = Scenario.model_validate(merged)
+    except ValidationError as exc:  # pragma: no cover - every part was validated above
+        raise ScenarioError(
+            [f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]
+        ) from None
+    scenario = _trim_to_horizon(scenario, chain, origin)
+    problems = _check_resolved(scenario, chain, origin)
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, int]], list]:
+    """Merge the chain's files (parent first): ``(merged fields, event origins, problems)``.
+
+    Scalars: the last file that sets them wins; parameters and uncertain ranges merge by
+    path (a fixed value cancels an inherited range); events accumulate after ``drop_events``;
+    sources accumulate; ``expects`` are the last file's own.
+    """
     problems: list[Problem] = []
     merged: dict[str, Any] = {
         "parameters": {},
@@ -1098,35 +1135,48 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
             merged["uncertain"].pop(p, None)
         merged["parameters"].update(sf.parameters)
         merged["uncertain"].update(sf.uncertain)
-        if sf.drop_events:
-            known = [e.id for e in merged["events"] if e.id]
-            for i, d in enumerate(sf.drop_events):
-                if d not in known:
-                    problems.append(
-                        Problem.at(
-                            doc,
-                            ("drop_events", i),
-                            f"no inherited event has id '{d}'{suggest(d, known)}",
-                        )
-                    )
-            merged["events"] = [e for e in merged["events"] if e.id not in sf.drop_events]
-        for i, ev in enumerate(sf.events):
-            origin[id(ev)] = (doc, i)
-            if ev.id is not None:
-                clash = next((e for e in merged["events"] if e.id == ev.id), None)
-                if clash is not None:
-                    problems.append(
-                        Problem.at(
-                            doc,
-                            ("events", i, "id"),
-                            f"event id '{ev.id}' is already used by an inherited event; "
-                            f"drop that one first (drop_events: [{ev.id}]) or choose another id",
-                        )
-                    )
-        merged["events"].extend(sf.events)
+        problems += _merge_events(sf, doc, merged, origin)
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)
     merged["lineage"] = names
+    return merged, origin, problems
+
+
+def _merge_events(sf: ScenarioFile, doc: YamlDocument, merged: dict, origin: dict) -> list:
+    """Drop the inherited events ``sf`` names, then add its own; returns the problems."""
+    problems = []
+    if sf.drop_events:
+        known = [e.id for e in merged["events"] if e.id]
+        for i, d in enumerate(sf.drop_events):
+            if d not in known:
+                problems.append(
+                    Problem.at(
+                        doc,
+                        ("drop_events", i),
+                        f"no inherited event has id '{d}'{suggest(d, known)}",
+                    )
+                )
+        merged["events"] = [e for e in merged["events"] if e.id not in sf.drop_events]
+    for i, ev in enumerate(sf.events):
+        origin[id(ev)] = (doc, i)
+        if ev.id is not None:
+            clash = next((e for e in merged["events"] if e.id == ev.id), None)
+            if clash is not None:
+                problems.append(
+                    Problem.at(
+                        doc,
+                        ("events", i, "id"),
+                        f"event id '{ev.id}' is already used by an inherited event; "
+                        f"drop that one first (drop_events: [{ev.id}]) or choose another id",
+                    )
+                )
+    merged["events"].extend(sf.events)
+    return problems
+
+
+def _apply_overrides(merged: dict, overrides) -> list:
+    """Apply ``--set`` overrides to the merged parameters; returns their problems."""
+    problems: list[Problem] = []
     items: list[tuple[Any, Any, str]] = []
     if isinstance(overrides, dict):
         items = [(p, v, f"--set {p}={_override_text(v)}") for p, v in overrides.items()]
@@ -1145,29 +1195,24 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
         else:
             merged["parameters"][p] = v
             merged["uncertain"].pop(p, None)
-    if problems:
-        raise ScenarioError(problems)
-    try:
-        scenario = Scenario.model_validate(merged)
-    except ValidationError as exc:  # pragma: no cover - every part was validated above
-        raise ScenarioError(
-            [f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]
-        ) from None
-    # A child that ends the horizon earlier than its parents simply does not reach the
-    # parents' later events; only events a file dates after its own horizon are an error.
+    return problems
+
+
+def _trim_to_horizon(scenario: Scenario, chain, origin) -> Scenario:
+    """Drop inherited events after a child's earlier ``end``.
+
+    A child that ends the horizon earlier than its parents simply does not reach the
+    parents' later events; only events a file dates after its own horizon are an error.
+    """
     top_doc = chain[-1][1]
-    if chain[-1][0].end is not None:
-        last = quarter_ordinal(scenario.end)
-        kept = [
-            e
-            for e in scenario.events
-            if quarter_ordinal(e.at) <= last or origin[id(e)][0] is top_doc
-        ]
-        if len(kept) != len(scenario.events):
-            scenario = scenario.model_copy(update={"events": kept})
-    problems = _check_resolved(scenario, chain, origin)
-    if problems:
-        raise ScenarioError(problems)
+    if chain[-1][0].end is None:
+        return scenario
+    last = quarter_ordinal(scenario.end)
+    kept = [
+        e for e in scenario.events if quarter_ordinal(e.at) <= last or origin[id(e)][0] is top_doc
+    ]
+    if len(kept) != len(scenario.events):
+        scenario = scenario.model_copy(update={"events": kept})
     return scenario
 
 
@@ -1224,6 +1269,12 @@ def _check_resolved(sc: Scenario, chain, origin) -> list[Problem]:
                     "move it or extend 'end'",
                 )
             )
+    return problems + _check_expects(sc, top)
+
+
+def _check_expects(sc: Scenario, top: YamlDocument) -> list[Problem]:
+    """Expectations name a year in the horizon and compare with a scenario this one extends."""
+    problems = []
     first_year, last_year = parse_quarter(sc.start)[0], parse_quarter(sc.end)[0]
     ancestors = sc.lineage[:-1]
     for i, ex in enumerate(sc.expects):
