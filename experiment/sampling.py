@@ -9,8 +9,7 @@ across scenarios. Without ``--sample`` there is one sample, ``k = 0``, with no s
 values.
 
 The inverse CDF belongs to the distribution: :func:`ppf` uses a ``ppf(u)`` method of the
-distribution when it has one, and otherwise :data:`SCIPY_DISTRIBUTIONS`, the registry of
-what each ``dist`` kind means in :mod:`scipy.stats`.
+distribution (``Distribution.ppf`` in :mod:`model.scenario`).
 
 Only the standard library is imported at module level (numpy and scipy inside the
 functions): the CLI imports the batch engine to register its sub-command.
@@ -18,7 +17,7 @@ functions): the CLI imports the batch engine to register its sub-command.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,81 +64,16 @@ def parse_sample_spec(spec: str | tuple | None) -> tuple[str, int]:
     return (method, n)
 
 
-# --------------------------------------------------------------------------------------
-# Distributions: what each kind means in scipy.stats
-# --------------------------------------------------------------------------------------
-
-
-def _uniform(dist):
-    """``uniform`` on [low, high]."""
-    from scipy import stats
-
-    return stats.uniform(loc=dist.low, scale=dist.high - dist.low)
-
-
-def _loguniform(dist):
-    """``loguniform`` on [low, high]."""
-    from scipy import stats
-
-    return stats.loguniform(dist.low, dist.high)
-
-
-def _triangular(dist):
-    """``triangular`` on [low, high] with its mode."""
-    from scipy import stats
-
-    width = dist.high - dist.low
-    return stats.triang((dist.mode - dist.low) / width, loc=dist.low, scale=width)
-
-
-def _normal(dist):
-    """``normal`` with mean and sd, truncated to [low, high] when either bound is given."""
-    import numpy as np
-    from scipy import stats
-
-    if dist.low is None and dist.high is None:
-        return stats.norm(dist.mean, dist.sd)
-    a = -np.inf if dist.low is None else (dist.low - dist.mean) / dist.sd
-    b = np.inf if dist.high is None else (dist.high - dist.mean) / dist.sd
-    return stats.truncnorm(a, b, loc=dist.mean, scale=dist.sd)
-
-
-#: For each ``Distribution.dist`` kind, a function of the distribution returning the frozen
-#: :mod:`scipy.stats` distribution it stands for. A new kind is added here (and in the
-#: ``Distribution`` schema of :mod:`model.scenario`).
-SCIPY_DISTRIBUTIONS: dict[str, Callable[[Any], Any]] = {
-    "uniform": _uniform,
-    "loguniform": _loguniform,
-    "triangular": _triangular,
-    "normal": _normal,
-}
-
-
-def scipy_distribution(dist):
-    """The frozen :mod:`scipy.stats` distribution of a :class:`~model.scenario.Distribution`.
-
-    Raises:
-        BatchError: for a kind :data:`SCIPY_DISTRIBUTIONS` does not know.
-    """
-    make = SCIPY_DISTRIBUTIONS.get(dist.dist)
-    if make is None:  # pragma: no cover - the scenario schema forbids it
-        raise BatchError(f"unknown distribution '{dist.dist}'")
-    return make(dist)
-
-
 def ppf(dist, u):
     """Map unit-interval points ``u`` to a :class:`~model.scenario.Distribution`'s values.
 
     The points are clipped to ``[EPS, 1 - EPS]``, then mapped by the distribution's own
-    ``ppf`` method when it has one, else by :func:`scipy_distribution`.
+    :meth:`~model.scenario.Distribution.ppf` (the distribution owns what its kind means).
     """
     import numpy as np
 
     u = np.clip(np.asarray(u, dtype=float), EPS, 1 - EPS)
-    own = getattr(dist, "ppf", None)
-    if callable(own):
-        return own(u)
-    return scipy_distribution(dist).ppf(u)
+    return dist.ppf(u)
 
 
 def unit_points(method: str, n: int, d: int, seed: int) -> tuple[Any, list[str]]:

@@ -336,6 +336,33 @@ class Distribution(_Strict):
             raise ValueError(f"a loguniform distribution needs low > 0; found {self.low}")
         return self
 
+    def frozen(self):
+        """The frozen :mod:`scipy.stats` distribution this range stands for.
+
+        ``uniform`` and ``loguniform`` on [low, high]; ``triangular`` on [low, high] with its
+        mode; ``normal`` with mean and sd, truncated to [low, high] when either is given.
+        scipy is imported here, not at module level, so loading scenarios stays fast.
+        """
+        import numpy as np
+        from scipy import stats
+
+        if self.dist == "uniform":
+            return stats.uniform(loc=self.low, scale=self.high - self.low)
+        if self.dist == "loguniform":
+            return stats.loguniform(self.low, self.high)
+        if self.dist == "triangular":
+            width = self.high - self.low
+            return stats.triang((self.mode - self.low) / width, loc=self.low, scale=width)
+        if self.low is None and self.high is None:
+            return stats.norm(self.mean, self.sd)
+        a = -np.inf if self.low is None else (self.low - self.mean) / self.sd
+        b = np.inf if self.high is None else (self.high - self.mean) / self.sd
+        return stats.truncnorm(a, b, loc=self.mean, scale=self.sd)
+
+    def ppf(self, u):
+        """Values at unit-interval points ``u``: the inverse of this distribution's CDF."""
+        return self.frozen().ppf(u)
+
 
 class Expectation(_Strict):
     """A direction of effect a scenario expects against an ancestor (checked by tests).

@@ -119,19 +119,26 @@ def test_ppf_is_scipys_inverse_cdf_of_each_kind(fields):
         assert got.min() >= dist.low
 
 
-def test_every_distribution_kind_has_a_scipy_mapping():
+def test_every_distribution_kind_maps_to_a_scipy_distribution():
+    """Each ``dist`` kind the schema allows has a frozen scipy distribution (none falls through)."""
     kinds = Distribution.model_fields["dist"].annotation.__args__
-    assert set(kinds) == set(sampling.SCIPY_DISTRIBUTIONS)
+    examples = {
+        "uniform": {"low": 1.0, "high": 2.0},
+        "loguniform": {"low": 1.0, "high": 2.0},
+        "triangular": {"low": 1.0, "high": 2.0, "mode": 1.5},
+        "normal": {"mean": 1.0, "sd": 0.1},
+    }
+    assert set(kinds) == set(examples)
+    for kind, fields in examples.items():
+        frozen = Distribution(dist=kind, **fields).frozen()
+        assert frozen.dist.name == {"normal": "norm", "triangular": "triang"}.get(kind, kind)
 
 
-def test_ppf_prefers_the_distributions_own_method():
-    """Once ``Distribution`` owns ``ppf``, sampling uses it (and only clips the points)."""
+def test_sampling_clips_then_asks_the_distribution():
+    """Sampling only clips the points; what a kind means is the distribution's own ``ppf``."""
 
     class Owning:
-        dist = "uniform"
-        low, high = 0.0, 1.0
-
         def ppf(self, u):
-            return sampling.scipy_distribution(self).ppf(u) * 10
+            return np.asarray(u) * 10
 
     np.testing.assert_array_equal(sampling.ppf(Owning(), [0.5, 1.0]), [5.0, 10 * (1 - 1e-12)])
