@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiment.store import FAILURES
+from model.parameters import default_value
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import argparse
@@ -40,9 +41,11 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from analysis.plots import FigureData
 
 DEFAULT_BASELINE = "baseline"
+GOAL_PCT = default_value("china.self_sufficiency_goal_pct")
 
 #: Goal and observed value marked on self-sufficiency charts (docs: /work/shared/seed-figures.md).
-F01_GOAL_PCT, F01_YEAR = 70.0, 2025
+#: The goal is the model's own parameter (one source of truth); its year is F01's.
+F01_GOAL_PCT, F01_YEAR = float(GOAL_PCT), 2025
 F03_VALUE_PCT, F03_YEAR = 16.0, 2021
 
 SS = "self_sufficiency_pct"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from model.outputs import FLOW_COLUMNS, OUTPUT_BY_NAME, nice  # noqa: F401 (nice re-exported)
+from model.parameters import default_value
 from model.taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -53,7 +54,13 @@ SEGMENTS = UPSTREAM
 #: Derived column: total revenue foreign firms earn from China (sum over home countries).
 FOREIGN_REVENUE_TOTAL = "foreign_revenue_from_china_usd_bn_total"
 
-THRESHOLDS_PCT: tuple[float, ...] = (30.0, 50.0, 70.0)
+#: Self-sufficiency levels whose probability the report gives: two milestones and the goal
+#: (``china.self_sufficiency_goal_pct``, F01).
+THRESHOLDS_PCT: tuple[float, ...] = (
+    30.0,
+    50.0,
+    float(default_value("china.self_sufficiency_goal_pct")),
+)
 THRESHOLD_YEARS: tuple[int, ...] = (2030, 2035)
 SUMMARY_YEARS: tuple[int, ...] = (2025, 2030, 2035)
 
