@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from experiment.store import FAILURES
-from model.parameters import default_value
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import argparse
@@ -41,12 +40,22 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from analysis.plots import FigureData
 
 DEFAULT_BASELINE = "baseline"
-GOAL_PCT = default_value("china.self_sufficiency_goal_pct")
 
-#: Goal and observed value marked on self-sufficiency charts (docs: /work/shared/seed-figures.md).
-#: The goal is the model's own parameter (one source of truth); its year is F01's.
-F01_GOAL_PCT, F01_YEAR = float(GOAL_PCT), 2025
+#: Goal year and observed value marked on self-sufficiency charts
+#: (docs: /work/shared/seed-figures.md). The goal's level is the model's own parameter,
+#: ``china.self_sufficiency_goal_pct`` (:func:`goal_pct`), not repeated here.
+F01_YEAR = 2025
 F03_VALUE_PCT, F03_YEAR = 16.0, 2021
+
+def goal_pct() -> float:
+    """F01's self-sufficiency goal, % (``china.self_sufficiency_goal_pct``).
+
+    Read when a report is drawn, not at import: ``decouple --help`` imports this module.
+    """
+    from model.parameters import default_value
+
+    return float(default_value("china.self_sufficiency_goal_pct"))
+
 
 SS = "self_sufficiency_pct"
 SS_DEFINITION = (
@@ -374,8 +383,8 @@ def _figure_data(
     if spec.references:
         refs = (
             Reference(
-                f"F01: Made in China 2025 goal, {F01_GOAL_PCT:.0f}% by {F01_YEAR}",
-                F01_GOAL_PCT,
+                f"F01: Made in China 2025 goal, {goal_pct():.0f}% by {F01_YEAR}",
+                goal_pct(),
                 x=F01_YEAR + 0.5,
                 hline=True,
                 marker="D",
