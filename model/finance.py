@@ -330,6 +330,7 @@ def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor)
     )
     plain = np.nonzero(plain_mask)[0]
     f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
-    done = f.pending[:n] * (talent_factor / build_q[line])[:, None]
+    # A quarter completes at most what is queued, however fast talent lets firms build.
+    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q[line])[:, None]
     f.pending[:n] -= done
     f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done

@@ -670,10 +670,13 @@ class DecouplingModel(mesa.Model):
             for_expansion=True,
         )
         tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
-        added = self.fabs_in_china * growth * tool_open[None, :]
+        # Growth needs tools from abroad; a shrinking fleet (negative growth) needs none.
+        reach = tool_open[None, :] if growth > 0 else 1.0
+        added = self.fabs_in_china * growth * reach
         capex_per_output = p["firm_finance.capex_per_annual_output"]["foundry"]
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
-        capex = float(added.sum()) * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
+        bought = float(np.maximum(added, 0.0).sum())
+        capex = bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
         depreciation = (
             p["firm_finance.depreciation_pct_per_quarter"]
             / 100.0
@@ -712,8 +715,8 @@ class DecouplingModel(mesa.Model):
         floor = np.maximum(demand_b, DEMAND_FLOOR_USD_BN)
         blocked_b = cleared.blocked_demand.sum(axis=1) / floor
         unmet_b = cleared.unmet.sum(axis=1) / floor
-        spill = p["sourcing.security_spillover"] * float(
-            np.multiply(blocked_b, demand_b).sum() / demand_b.sum()
+        spill = p["sourcing.security_spillover"] * safe_share(
+            np.multiply(blocked_b, demand_b).sum(), demand_b.sum()
         )
         for i, b in enumerate(self.buyers.values()):
             b.blocked_share = float(blocked_b[i])

@@ -17,6 +17,25 @@ from .taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM
 
 FLOW, STOCK = "flow", "stock"
 FLOAT, INT = "float64", "int64"
+INF = float("inf")
+#: The values a column may take, by unit: its contract. The recorder refuses a run whose
+#: outputs leave it (or are not finite), naming the column and the quarter.
+UNIT_BOUNDS: dict[str, tuple[float, float]] = {
+    "% of demand": (0.0, 100.0),
+    "% of purchases": (0.0, 100.0),
+    "% of tool purchases": (0.0, 100.0),
+    "% of workforce need": (0.0, 100.0),
+    "pp": (-100.0, 100.0),
+    "nm": (0.0, INF),
+    "generations": (0.0, INF),
+    "US$ bn": (0.0, INF),
+    "0-1": (0.0, 1.0),
+    "0/1": (0.0, 1.0),
+    "firms": (0.0, INF),
+    "index, start = 100": (0.0, INF),
+}
+#: Rounding allowed at a contract's bounds (shares computed as sums of parts).
+CONTRACT_TOLERANCE = 1e-9
 #: Identifier columns that come first in every run store (not recorded by the model).
 IDENTIFIERS: tuple[tuple[str, str, str], ...] = (
     ("scenario", "string", "scenario `name`"),
@@ -75,6 +94,11 @@ class Output:
     def is_flow(self) -> bool:
         """True for per-quarter flows."""
         return self.kind == FLOW
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The values this column may take (its unit's contract, :data:`UNIT_BOUNDS`)."""
+        return UNIT_BOUNDS[self.unit]
 
     @property
     def unit_per_quarter(self) -> str:
@@ -262,6 +286,32 @@ INTEGER_COLUMNS = frozenset(o.name for o in OUTPUTS if o.dtype == INT)
 FLOW_COLUMNS = frozenset(o.name for o in OUTPUTS if o.is_flow)
 
 
+class OutputContractError(ValueError):
+    """A run produced a value its output contract does not allow (non-finite or out of range)."""
+
+
+def check_contract(name: str, values, quarters) -> None:
+    """Refuse ``values`` of column ``name`` if any is non-finite or outside its bounds.
+
+    Raises:
+        OutputContractError: naming the column, the first offending quarter and value, and
+            the allowed range.
+    """
+    import numpy as np
+
+    out = OUTPUT_BY_NAME[name]
+    low, high = out.bounds
+    arr = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(arr) | (arr < low - CONTRACT_TOLERANCE) | (arr > high + CONTRACT_TOLERANCE)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise OutputContractError(
+            f"output '{name}' is {float(arr[i])!r} in {quarters[i]}: outside its contract "
+            f"[{low:g}, {high:g}] ({out.unit}); the parameters drove the model where its "
+            "equations no longer hold (check the values set in the scenario and --set)"
+        )
+
+
 def markdown() -> str:
     """The column tables of docs/outputs.md, generated from the declarations."""
     lines = ["Identifiers:", "", "| column | type | definition |", "|---|---|---|"]
@@ -271,8 +321,8 @@ def markdown() -> str:
             "",
             f"{section}:",
             "",
-            "| column | unit | kind | definition |",
-            "|---|---|---|---|",
+            "| column | unit | allowed | kind | definition |",
+            "|---|---|---|---|---|",
         ]
         for _, item in (d for d in _DECLARED if d[0] == section):
             if isinstance(item, Family):
@@ -280,8 +330,10 @@ def markdown() -> str:
                 unit, kind, text = item.unit, item.kind, item.doc
             else:
                 name, unit, kind, text = item.name, item.unit, item.kind, item.definition
+            low, high = UNIT_BOUNDS[unit]
+            allowed = f"{low:g} to {high:g}".replace("inf", "∞")
             unit = f"{unit} / quarter" if kind == FLOW else unit
-            lines.append(f"| `{name}` | {unit} | {kind} | {text} |")
+            lines.append(f"| `{name}` | {unit} | {allowed} | {kind} | {text} |")
     return "\n".join(lines) + "\n"
 
 

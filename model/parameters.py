@@ -1,10 +1,16 @@
 """Default parameters: loading, provenance and overrides.
 
 ``parameters.yaml`` beside this module is the single source of truth. Each leaf carries a
-``value``, a ``unit`` and a ``source``; this module flattens the tree to dotted paths
-(``demand.world_market_usd_bn_2022``), applies a scenario's overrides, and refuses a
-parameter whose provenance is missing, so a policy reader can always ask where a number
-came from.
+``value``, a ``unit``, a ``source`` and, for numbers, a ``range``; this module flattens the
+tree to dotted paths (``demand.world_market_usd_bn_2022``), applies a scenario's overrides,
+and refuses a parameter whose provenance is missing or a value outside its range, so a
+policy reader can always ask where a number came from and a run never starts from a value
+the model cannot mean.
+
+A ``range`` is ``[low, high]`` (inclusive; YAML's ``.inf`` for no bound). For a mapping of
+numbers it applies to every number in the mapping; for ``[[year, value], ...]`` points, to
+the values; for a mapping of mixed fields (a champion, a buyer) it is a mapping of ranges
+by field.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ SOURCE_PATTERN = re.compile(
     r"^(F\d{2}\b|CLM70\b|TIME22\b|publication:|structure:|assumption:|calibrated:)"
 )
 LEAF_KEYS = {"value", "unit", "source"}
+OPTIONAL_LEAF_KEYS = {"range"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Parameter:
     value: Any
     unit: str
     source: str
+    range: Any = None
 
     @property
     def kind(self) -> str:
@@ -52,8 +60,14 @@ class ParameterError(ValueError):
 
 
 def _walk(node: Any, prefix: str, out: dict[str, Parameter]) -> None:
-    if isinstance(node, dict) and set(node) == LEAF_KEYS:
-        out[prefix] = Parameter(prefix, node["value"], str(node["unit"]), str(node["source"]))
+    if isinstance(node, dict) and LEAF_KEYS <= set(node) <= LEAF_KEYS | OPTIONAL_LEAF_KEYS:
+        rng = node.get("range")
+        if rng is not None and not _valid_range(rng):
+            raise ParameterError(
+                f"parameters.yaml: '{prefix}.range' must be [low, high] numbers with low <= high "
+                f"(or a mapping of such ranges by field); found {rng!r}"
+            )
+        out[prefix] = Parameter(prefix, node["value"], str(node["unit"]), str(node["source"]), rng)
         return
     if not isinstance(node, dict):
         raise ParameterError(
@@ -79,6 +93,132 @@ def defaults() -> dict[str, Parameter]:
 def missing_sources() -> list[str]:
     """Paths whose source is empty or does not start with an allowed prefix."""
     return [p.path for p in _defaults().values() if not SOURCE_PATTERN.match(p.source.strip())]
+
+
+def _valid_range(rng: Any) -> bool:
+    if isinstance(rng, dict):
+        return all(_valid_range(r) for r in rng.values())
+    return (
+        isinstance(rng, list)
+        and len(rng) == len([0, 0])
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng)
+        and rng[0] <= rng[-1]
+    )
+
+
+def _numbers(value: Any, where: str):
+    """``(label, number)`` for each number a value holds (points: their values only)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _numbers(sub, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        points = all(isinstance(x, list) and len(x) == len([0, 0]) for x in value)
+        for i, x in enumerate(value):
+            yield from _numbers(x[-1] if points else x, f"{where}[{i}]")
+
+
+def out_of_range(value: Any, rng: Any, where: str = "") -> str | None:
+    """The first number of ``value`` outside ``rng``, described; ``None`` if all are inside.
+
+    Non-finite numbers (NaN, infinities) are outside every finite bound.
+    """
+    if rng is None:
+        return None
+    if isinstance(rng, dict):
+        if not isinstance(value, dict):
+            return None
+        for key, sub in rng.items():
+            if key in value:
+                msg = out_of_range(value[key], sub, f"{where}.{key}" if where else key)
+                if msg:
+                    return msg
+        return None
+    low, high = rng
+    for label, x in _numbers(value, where):
+        if not low <= x <= high:
+            inside = f"its range [{_num(low)}, {_num(high)}]"
+            return (
+                f"'{label}' is {x!r}, outside {inside}" if label else f"{x!r} is outside {inside}"
+            )
+    return None
+
+
+def _num(x: float) -> str:
+    return format(x, "g")
+
+
+def bounds(path: str) -> tuple[float, float] | None:
+    """Inclusive range of a numeric parameter (or a key of a mapping-valued one), else ``None``."""
+    table = _defaults()
+    if path in table:
+        rng = table[path].range
+    else:
+        parent, _, key = path.rpartition(".")
+        if parent not in table:
+            return None
+        rng = table[parent].range
+        if isinstance(rng, dict):
+            rng = rng.get(key)
+    if isinstance(rng, list):
+        return float(rng[0]), float(rng[-1])
+    return None
+
+
+def out_of_range_defaults() -> list[str]:
+    """Defaults outside their own range (a test keeps this empty)."""
+    return [
+        f"{p.path}: {msg}"
+        for p in _defaults().values()
+        if (msg := out_of_range(p.value, p.range)) is not None
+    ]
+
+
+def _check_range(path: str, value: Any, rng: Any, unit: str) -> None:
+    msg = out_of_range(value, rng)
+    if msg:
+        shown_unit = "" if unit.startswith("mixed") else f" ({unit})"
+        raise ParameterError(f"parameter '{path}': {msg}{shown_unit}")
+
+
+def _check_consistency(values: dict[str, Any]) -> None:
+    """Cross-parameter rules the ranges alone cannot say.
+
+    China's demand tier shares leave a non-negative mature share; every foreign supply
+    structure has some supply (shares are renormalised, so they cannot all be zero).
+    """
+    for path, shares in values.items():
+        if path.startswith("foreign.supply_share_pct.") and not sum(shares.values()) > 0:
+            raise ParameterError(
+                f"parameter '{path}': the shares add up to {sum(shares.values()):g}; at least "
+                "one origin must supply the item (shares are renormalised to 100%)"
+            )
+    series = [
+        values[f"demand.tier_share_pct.{t}"] for t in ("leading", "advanced", "memory", "compound")
+    ]
+    years = sorted({float(pt[0]) for s in series for pt in s})
+    xs = [[float(pt[0]) for pt in s] for s in series]
+    for year in years:
+        total = sum(_interp(year, x, [float(pt[1]) for pt in s]) for x, s in zip(xs, series))
+        if total > 100.0:
+            raise ParameterError(
+                "parameters 'demand.tier_share_pct.*': the leading, advanced, memory and "
+                f"compound shares add up to {total:g}% in {year:g}; they must leave a "
+                "non-negative mature share (at most 100% together)"
+            )
+
+
+def _interp(year: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear value at ``year``, flat outside (as ``numpy.interp``)."""
+    if year <= xs[0]:
+        return ys[0]
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if year <= x1:
+            return y0 + (y1 - y0) * (year - x0) / (x1 - x0)
+    return ys[-1]
 
 
 def _same_shape(default: Any, value: Any) -> bool:
@@ -111,6 +251,7 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
                     f"parameter '{path}' expects {_describe(values[path])}, got {value!r}"
                 )
             values[path] = _merge(values[path], value) if isinstance(value, dict) else value
+            _check_range(path, values[path], table[path].range, table[path].unit)
             continue
         parent, _, key = path.rpartition(".")
         if parent in values and isinstance(values[parent], dict):
@@ -125,8 +266,14 @@ def resolve(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
                     f"parameter '{path}' expects {_describe(inner[key])}, got {value!r}"
                 )
             inner[key] = value
+            rng = table[parent].range
+            _check_range(
+                path, value, rng.get(key) if isinstance(rng, dict) else rng, table[parent].unit
+            )
             continue
         raise ParameterError(f"unknown parameter '{path}'{_suggest(path, values)}")
+    if overrides:
+        _check_consistency(values)
     return values
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .calendar import ordinal_to_label
 from .firms import FIRM_LINE_INDEX
-from .outputs import INT, OUTPUT_BY_NAME, OUTPUT_COLUMNS
+from .outputs import INT, OUTPUT_BY_NAME, OUTPUT_COLUMNS, check_contract
 from .quarter import Quarter
 from .regimes import ORIGINS
 from .taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM, gen_to_node_nm
@@ -129,12 +129,18 @@ class Recorder:
             rows[name].append(measure(m, q))
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The recorded quarters as columns (``quarter``, ``year`` and every output column)."""
+        """The recorded quarters as columns (``quarter``, ``year`` and every output column).
+
+        Raises:
+            OutputContractError: if a column holds a non-finite value or one outside its
+                contract (:mod:`model.outputs`), naming the column and the quarter.
+        """
         out: dict[str, np.ndarray] = {
             "quarter": np.array(self.quarters, dtype=object),
             "year": np.array([int(label[:4]) for label in self.quarters], dtype=np.int32),
         }
         for c in OUTPUT_COLUMNS:
+            check_contract(c, self.rows[c], self.quarters)
             out[c] = np.asarray(self.rows[c], dtype=OUTPUT_BY_NAME[c].dtype)
         return out
 

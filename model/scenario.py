@@ -895,7 +895,27 @@ def _check_uncertain(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
                         f"only numeric parameters can be sampled; '{path}' is {_show(default)}",
                     )
                 )
+            else:
+                msg = _sampled_outside_range(path, sf.uncertain[path])
+                if msg:
+                    problems.append(Problem.at(doc, ("uncertain", path), msg))
     return problems
+
+
+def _sampled_outside_range(path: str, dist: Distribution) -> str | None:
+    """A message if ``dist`` can draw values outside the parameter's range, else ``None``."""
+    rng = params_mod.bounds(path)
+    if rng is None:
+        return None
+    low = float("-inf") if dist.low is None else dist.low
+    high = float("inf") if dist.high is None else dist.high
+    if rng[0] <= low and high <= rng[1]:
+        return None
+    fix = "; truncate it with low and high" if dist.dist == "normal" else ""
+    return (
+        f"'{path}' would be sampled from {low:g} to {high:g}, outside the parameter's range "
+        f"[{rng[0]:g}, {rng[1]:g}] (model/parameters.yaml){fix}"
+    )
 
 
 def _check_file_events(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
