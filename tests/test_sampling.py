@@ -30,7 +30,7 @@ end: 2014Q4
 uncertain:
   demand.quarterly_shock_sd_pct: {dist: loguniform, low: 0.5, high: 8.0}
   demand.shock_persistence: {dist: normal, mean: 0.8, sd: 0.05, low: 0.7, high: 0.9}
-  demand.world_market_growth_pct_per_year: {dist: normal, mean: 6.5, sd: 1.0}
+  demand.world_market_growth_pct_per_year: {dist: normal, mean: 6.5, sd: 1.0, low: -20, high: 50}
   frontier.compound_pace_ratio: {dist: triangular, low: 0.2, high: 0.6, mode: 0.5}
   china_firms.registered_firms_2014: {dist: uniform, low: 3000, high: 3600}
 """
