@@ -17,6 +17,7 @@ import numpy as np
 from .calendar import QUARTERS_PER_YEAR, quarter_ordinal
 from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, in_lines, vintage_column
 from .market import clear, domestic_preference
+from .stockpile import stock_cover
 from .taxonomy import MATURE_BEST_GEN
 
 #: Tolerance when comparing node generations computed along different paths.
@@ -92,7 +93,13 @@ def distribute_state_money(
 
 
 def buy_tools(
-    model, rows: np.ndarray, spend: np.ndarray, gen: np.ndarray, best: np.ndarray, security: float
+    model,
+    rows: np.ndarray,
+    spend: np.ndarray,
+    gen: np.ndarray,
+    best: np.ndarray,
+    security: float,
+    domestic_used: dict | None = None,
 ) -> dict:
     """Fabs buy the tools their capex needs; returns the share of each request obtained.
 
@@ -108,6 +115,8 @@ def buy_tools(
         gen: node generation each request builds at.
         best: best domestic generation per firm line.
         security: buyers' supply-security concern (logit units).
+        domestic_used: domestic tools already sold this quarter, by item (an earlier round
+            of requests); the domestic pool serves what is left.
 
     Returns:
         dict with ``fraction`` (per request), ``domestic`` and ``foreign`` spending by tool
@@ -130,10 +139,12 @@ def buy_tools(
             result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
             continue
         need = spend * tool_share * share
-        domestic, foreign, per_origin = _buy_tool_item(
-            model, item, need, gen, listed, best, security
+        used = (domestic_used or {}).get(item, 0.0)
+        domestic, foreign, from_stock, per_origin = _buy_tool_item(
+            model, item, need, gen, listed, best, security, used
         )
-        got = np.where(need > 0, (domestic + foreign) / np.where(need > 0, need, 1.0), 1.0)
+        obtained = domestic + foreign + from_stock
+        got = np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
         result["fraction"] = np.minimum(result["fraction"], got)
         result["domestic"][item] = float(domestic.sum())
         result["foreign"][item] = float(foreign.sum())
@@ -143,10 +154,11 @@ def buy_tools(
     return result
 
 
-def _buy_tool_item(model, item, need, gen, listed, best, security):
-    """One tool item's market: (domestic, foreign) per request and each request's origin split.
+def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used=0.0):
+    """One tool item's market, per request: domestic, foreign bought, drawn from the stock.
 
-    Requests are the rows of a single-column market: one domestic tool pool serves them all.
+    Returns those three and each request's origin split of its foreign purchases. Requests
+    are the rows of a single-column market: one domestic tool pool serves them all.
     """
     p = model.p
     dom_gen = best[FIRM_LINE_INDEX[item]]
@@ -162,11 +174,22 @@ def _buy_tool_item(model, item, need, gen, listed, best, security):
         security,
     )
     foreign_open, per_origin = _tools_open(model, item, gen, listed)
-    supply = model.line_supply[FIRM_LINE_INDEX[item]]
+    # Tools stockpiled before the rules serve part of what the rules now block.
+    cover = stock_cover(model.stockpile.stock[item], need * (1.0 - foreign_open))
+    reachable = foreign_open + (1.0 - foreign_open) * cover
+    supply = max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - domestic_used)
     cleared = clear(
-        need[:, None], want[:, None], foreign_open[:, None], np.array([supply]), adequate[:, None]
+        need[:, None], want[:, None], reachable[:, None], np.array([supply]), adequate[:, None]
     )
-    return cleared.domestic[:, 0], cleared.foreign[:, 0], per_origin
+    foreign = cleared.foreign[:, 0]
+    from_stock = np.divide(
+        foreign * (reachable - foreign_open),
+        reachable,
+        out=np.zeros_like(foreign),
+        where=reachable > 0,
+    )
+    model.stockpile.draw(item, float(from_stock.sum()))
+    return cleared.domestic[:, 0], foreign - from_stock, from_stock, per_origin
 
 
 def _tools_open(model, item, gen, listed):
@@ -183,7 +206,6 @@ def _tools_open(model, item, gen, listed):
             continue
         index, blocked = model.regime.blocked_rows(
             item, flag, gen[m], model.quarter, model.compliance, model.us_technology,
-            for_expansion=True,
         )  # fmt: skip
         open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
         open_total = open_by_origin.sum(axis=1)
@@ -230,9 +252,75 @@ def invest_and_build(
     req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
     tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
     used_req = req_spend * tools["fraction"]
-    _build(model, honest & ~fab, spend, req_rows, req_col, used_req, talent_factor)
-    tools["capex_usd_bn"] = float(used_req.sum())
+    rounds = [(req_rows, req_col, used_req)]
+    if model.p["firm_finance.fallback_investment"]:
+        rounds += _fallback_rounds(model, tools, req_rows, req_spend - used_req, req_gen, best, security)
+    rows = np.concatenate([r for r, _, _ in rounds])
+    cols = np.concatenate([c for _, c, _ in rounds])
+    used = np.concatenate([u for _, _, u in rounds])
+    _build(model, honest & ~fab, spend, rows, cols, used, talent_factor)
+    tools["capex_usd_bn"] = float(used.sum())
+    tools["cash_returned_usd_bn"] = return_idle_cash(model)
     return tools
+
+
+def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
+    """Re-place capex that could not be equipped: at the best node the firm's tools allow,
+    then at the mature tier's best node; what still cannot be placed stays in cash.
+
+    A fab whose tools are blocked at its best node builds what it can equip (SMIC kept
+    adding 28 nm capacity after its 2020 listing) rather than building nothing. Each round
+    buys from what is left of the domestic tool pool, and its purchases are added to
+    ``tools``. Returns ``[(rows, vintage columns, capex placed)]`` per round.
+    """
+    out = []
+    listed = model.firms.listed[rows]
+    ceilings = {flag: equip_ceiling_gen(model, best, flag) for flag in (False, True)}
+    ceiling = np.where(listed, ceilings[True], ceilings[False])
+    for level in (ceiling, np.full(rows.size, MATURE_BEST_GEN)):
+        target = np.minimum(gen, level)
+        again = (unplaced > 0) & (target < gen - GEN_TOLERANCE)
+        if not again.any():
+            continue
+        r, s, g = rows[again], unplaced[again], target[again]
+        got = buy_tools(model, r, s, g, best, security, domestic_used=tools["domestic"])
+        placed = s * got["fraction"]
+        _add_purchases(tools, got)
+        col = np.where(model.firms.line[r] == FIRM_LINE_INDEX["foundry"], vintage_column(g), VINTAGE_BASE)
+        out.append((r, col, placed))
+        unplaced = unplaced.copy()
+        unplaced[again] -= placed
+        gen = np.where(again, target, gen)
+    return out
+
+
+def _add_purchases(total: dict, extra: dict) -> None:
+    """Add a round's tool purchases to the quarter's totals (in place)."""
+    for item in extra["domestic"]:
+        total["domestic"][item] += extra["domestic"][item]
+        total["foreign"][item] += extra["foreign"][item]
+        total["foreign_by_origin_item"][item] = (
+            total["foreign_by_origin_item"][item] + extra["foreign_by_origin_item"][item]
+        )
+    total["foreign_by_origin"] = total["foreign_by_origin"] + extra["foreign_by_origin"]
+
+
+def equip_ceiling_gen(model, best: np.ndarray, listed: bool) -> float:
+    """Highest node generation a (listed) fab can equip new capacity for this quarter.
+
+    For each tool item, the higher of what foreign supply still opens (enough of it,
+    ``controls.access_minimum_pct``) and what domestic tool makers can make (lithography
+    with multipatterning); the fab needs both items, so the lower of the two.
+    """
+    from .technology import foreign_access_gen
+
+    p = model.p
+    domestic = {
+        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]]
+        + p["frontier.multipatterning_bonus_generations"],
+        "other_equipment": best[FIRM_LINE_INDEX["other_equipment"]],
+    }
+    return min(max(foreign_access_gen(model, item, listed), domestic[item]) for item in domestic)
 
 
 def _cash_flow(model, state_money, state_rd, private) -> None:
@@ -263,8 +351,8 @@ def _cash_flow(model, state_money, state_rd, private) -> None:
     f.state_funds_usd_bn[:n] = f.state_funds_usd_bn[:n] * (1 - 1.0 / memory_q) + state_money
 
 
-def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
-    """Capex each firm wants this quarter.
+def firm_appetite(model) -> np.ndarray:
+    """Each firm's appetite for expansion (0-1) from the share of its capacity it sold.
 
     Firms expand when they sell most of what they make; a new firm (no capacity yet) builds.
     """
@@ -276,11 +364,48 @@ def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
     utilisation = np.where(
         cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0
     )
-    appetite = expansion_appetite(
+    return expansion_appetite(
         utilisation,
         p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0,
         p["firm_finance.expansion_ramp_width_pct"] / 100.0,
     )
+
+
+def private_weights(model, live: np.ndarray) -> np.ndarray:
+    """How private capital spreads over firms: it follows sales (F21: STAR listings of firms
+    with revenue), and mostly sales of firms that are growing, which can use it."""
+    p = model.p
+    f = model.firms
+    n = f.n
+    floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
+    idle = p["private.weight_without_expansion"]
+    growth = idle + (1.0 - idle) * firm_appetite(model)
+    return np.where(live, (f.revenue_usd_bn[:n] + floor) * growth, 0.0)
+
+
+def return_idle_cash(model) -> float:
+    """Cash beyond a working reserve flows back to investors; returns the amount, US$ bn.
+
+    Money a firm cannot invest is not held for ever (repaid loans, buy-backs, funds
+    recalled): each quarter a share of the cash above ``firm_finance.cash_reserve_quarters``
+    of revenue leaves the sector.
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    reserve = p["firm_finance.cash_reserve_quarters"] * f.revenue_usd_bn[:n]
+    excess = np.maximum(0.0, f.cash_usd_bn[:n] - reserve)
+    back = excess * p["firm_finance.idle_cash_return_pct_per_quarter"] / 100.0
+    f.cash_usd_bn[:n] -= back
+    return float(back.sum())
+
+
+def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
+    """Capex each firm wants this quarter: a share of its cash, as its appetite allows."""
+    p = model.p
+    f = model.firms
+    n = f.n
+    appetite = firm_appetite(model)
     spend_share = p["firm_finance.cash_spend_pct_per_quarter"]
     return np.where(
         honest, appetite * spend_share / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0
@@ -288,10 +413,12 @@ def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
 
 
 def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
-    """Fabs' capex as requests (row, spend, generation, vintage column) that need tools.
+    """Fabs' projects as requests (row, project capex, generation, vintage column).
 
     A foundry spends part of its capex at its best node and the rest on mature capacity;
-    other fabs build at their node; non-fab lines need no controlled tools.
+    other fabs build at their node; non-fab lines need no controlled tools. A project is
+    the firm's cash plus what co-investors put in beside it
+    (``firm_finance.fab_co_investment_ratio``).
     """
     f = model.firms
     n = f.n
@@ -300,8 +427,9 @@ def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
     fr = np.nonzero(foundry & (spend > 0))[0]
     of = np.nonzero(fab & ~foundry & (spend > 0))[0]
     rows = np.concatenate([fr, fr, of])
+    project = spend * (1.0 + co_investment_ratio(model)[f.line[:n]])
     req_spend = np.concatenate(
-        [spend[fr] * frontier_share, spend[fr] * (1 - frontier_share), spend[of]]
+        [project[fr] * frontier_share, project[fr] * (1 - frontier_share), project[of]]
     )
     gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
     col = np.concatenate(
@@ -310,11 +438,18 @@ def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
     return rows, req_spend, gen, col
 
 
+def co_investment_ratio(model) -> np.ndarray:
+    """(lines,) co-investors' money per US$ of a firm's own cash in its fab projects."""
+    ratio = model.p["firm_finance.fab_co_investment_ratio"]
+    return np.array([float(ratio.get(name, 0.0)) for name in FIRM_LINES])
+
+
 def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor) -> None:
     """Spend the cash, queue the capacity it buys, complete part of the queue, depreciate.
 
     ``plain_mask`` marks honest firms outside the fab lines: they spend what they want
-    without controlled tools.
+    without controlled tools. ``used_req`` is project capex placed; the firm pays its own
+    share of it (the rest is co-investors').
     """
     p = model.p
     f = model.firms
@@ -323,7 +458,8 @@ def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor)
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
     build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
     used = np.where(plain_mask, spend, 0.0)
-    np.add.at(used, req_rows, used_req)
+    own_share = 1.0 / (1.0 + co_investment_ratio(model))
+    np.add.at(used, req_rows, used_req * own_share[line[req_rows]])
     f.cash_usd_bn[:n] -= used
     np.add.at(
         f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * QUARTERS_PER_YEAR)

@@ -15,7 +15,7 @@ import math
 import mesa
 import numpy as np
 
-from . import demography, finance, technology
+from . import demography, finance, stockpile, technology
 from .buyers import Buyer
 from .calendar import QUARTERS_PER_YEAR, ordinal_to_label, quarter_ordinal, quarter_year_float
 from .events import apply_event
@@ -53,6 +53,7 @@ from .regimes import (
     pressure_index,
 )
 from .scenario import Scenario
+from .stockpile import ToolStockpile
 from .taxonomy import ALLIES, COUNTRIES, TIERS, gen_to_node_nm
 
 CHIP_ITEMS = tuple(f"chips_{t}" for t in TIERS)
@@ -103,6 +104,9 @@ class DecouplingModel(mesa.Model):
         self.demand_shock = 0.0
         self.china_best_gen = self._china_best_gen()
         self.ledger: dict[tuple[str, bool, str], float] = {}
+        self.stockpile = ToolStockpile(TOOL_ITEMS)
+        self.announcements = stockpile.announcements(scenario.events)
+        self.regime_tool_items = frozenset(ITEM_INDEX[item] for item in TOOL_ITEMS)
         self._init_events()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -602,17 +606,15 @@ class DecouplingModel(mesa.Model):
         p = self.p
         f = self.firms
         n = f.n
+        self.stockpile.new_quarter()
         state_total, state_lost, targeted = self.china.budget()
         state_money, state_rd = finance.distribute_state_money(
             self, state_total - state_lost, targeted
         )
         to_fraud = float(state_money[f.fraud[:n]].sum())
         private_total = finance.private_money(self)
-        # Investors follow sales (F21: STAR listings of firms with revenue), not capacity.
         live = f.alive[:n] & ~f.fraud[:n]
-        revenue = f.revenue_usd_bn[:n]
-        floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
-        private = finance.allocate(private_total, np.where(live, revenue + floor, 0.0))
+        private = finance.allocate(private_total, finance.private_weights(self, live))
         shortfall, talent_factor = self._talent()
         q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
         tools = finance.invest_and_build(
@@ -626,15 +628,43 @@ class DecouplingModel(mesa.Model):
             q.revenue_by_item[item] += tools["foreign_by_origin_item"][item]
         for firm_group, item, origin_index in self._group_origins:
             firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
+        stocked = self._stock_up(q, tools)
         located_capex = self._grow_foreign_fabs(q)
         q.money.foreign_tools_usd_bn = (
             tools["foreign"]["litho_equipment"]
             + tools["foreign"]["other_equipment"]
             + located_capex
+            + stocked
         )
         q.money.domestic_tools_usd_bn = (
             tools["domestic"]["litho_equipment"] + tools["domestic"]["other_equipment"]
         )
+
+    def _stock_up(self, q: Quarter, tools: dict) -> float:
+        """Buyers stock foreign tools ahead of announced and expected rules (model.stockpile).
+
+        Returns this quarter's purchases for the stock, US$ bn (they count in the equipment
+        market and in the sellers' China revenue now); the stock then ages.
+        """
+        p = self.p
+        pile = self.stockpile
+        fill = 1.0 / p["controls.stockpile_fill_quarters"]
+        total = 0.0
+        for item in TOOL_ITEMS:
+            stockpile.update_reference(
+                pile, item, tools["foreign"][item], p["controls.stockpile_reference_quarters"]
+            )
+            target = stockpile.target_quarters(self, item)
+            amount = stockpile.buy_for_stock(pile, item, target, fill)
+            if amount > 0:
+                args = (self.china_best_gen, self.quarter, self.compliance, self.us_technology)
+                split = (1.0 - self.regime.blocked(item, False, *args)[0]) * self.foreign_share[item]
+                by_origin = amount * split / split.sum() if split.sum() > 0 else 0.0 * split
+                q.foreign_by_origin += by_origin
+                q.revenue_by_item[item] += by_origin
+                total += amount
+        stockpile.age(pile, p["controls.stockpile_life_quarters"])
+        return total
 
     def _talent(self) -> tuple[float, float]:
         """China's talent shortfall (F15) and the factor it puts on building and learning.
@@ -667,7 +697,6 @@ class DecouplingModel(mesa.Model):
             self.quarter,
             self.compliance,
             self.us_technology,
-            for_expansion=True,
         )
         tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
         # Growth needs tools from abroad; a shrinking fleet (negative growth) needs none.

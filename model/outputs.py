@@ -203,6 +203,18 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
         "china_demand_usd_bn", "US$ bn", "China's chip demand", "China's chip demand by value",
         FLOW)),
     (MARKETS, Output(
+        "fab_equipment_purchases_usd_bn", "US$ bn", "Fab equipment bought in China",
+        "fab tools (lithography and deposition/etch/metrology and the rest) bought in China, "
+        "from every origin, for Chinese and foreign-owned fabs and for stockpiles; the "
+        "quantity SEMI reports as China's equipment spending (US$29.6 bn in 2021, 49.6 bn in "
+        "2024)",
+        FLOW)),
+    (MARKETS, Output(
+        "china_firm_cash_usd_bn", "US$ bn", "Chinese firms' cash",
+        "cash Chinese firms hold at quarter end (money raised or earned and not yet spent); "
+        "what the economics must keep small next to a year's investment",
+        STOCK)),
+    (MARKETS, Output(
         "unmet_demand_usd_bn", "US$ bn", "Unmet demand",
         "demand neither foreign nor domestic suppliers could serve because controls blocked "
         "the foreign supply and no adequate domestic supply existed",

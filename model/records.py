@@ -85,6 +85,12 @@ MEASURES: dict[str, Measure] = {
     "node_gap_generations": lambda m, q: max(0.0, q.frontier_gen - m.china_best_gen),
     "domestic_equipment_share_pct": _domestic_tools_share,
     "china_demand_usd_bn": lambda m, q: float(q.demand.total_usd_bn),
+    "fab_equipment_purchases_usd_bn": lambda m, q: float(
+        q.money.domestic_tools_usd_bn + q.money.foreign_tools_usd_bn
+    ),
+    "china_firm_cash_usd_bn": lambda m, q: float(
+        np.maximum(m.firms.cash_usd_bn[: m.firms.n][m.firms.alive[: m.firms.n]], 0.0).sum()
+    ),
     "unmet_demand_usd_bn": lambda m, q: float(q.chips.cleared.unmet.sum()),
     **{f"foreign_revenue_from_china_usd_bn_{c}": _foreign_revenue(c) for c in COUNTRIES},
     **{

@@ -13,7 +13,7 @@ technology threshold, and either every Chinese buyer (``all``) or only listed en
   items made with US technology (which firms can "design out": F23).
 
 Country-wide rules leak (smuggling, front companies); rules on named entities do not.
-Tools bought ahead of a rule keep capacity growing for ``stockpile_quarters`` after it binds.
+Tools bought ahead of a rule are a stock of their own (:mod:`model.stockpile`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class ExportControlRegime(mesa.Agent):
         self.name = name
         self.state = RegimeState()
         self._cache: dict = {}
-        self._last: dict = {}
+        self._last: tuple | None = None
         self._version = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._arrays_stamp: tuple[int, int] | None = None
@@ -114,7 +114,6 @@ class ExportControlRegime(mesa.Agent):
         quarter: int,
         compliance: np.ndarray,
         us_technology: np.ndarray,
-        for_expansion: bool = False,
     ) -> np.ndarray:
         """Share of each origin's supply of ``item`` that cannot reach a buyer.
 
@@ -125,13 +124,12 @@ class ExportControlRegime(mesa.Agent):
             quarter: current quarter ordinal.
             compliance: (origins,) each origin's alignment (1 for the US, 0 for ``other``).
             us_technology: (origins,) share of each origin's items made with US technology.
-            for_expansion: tools for new capacity, which stockpiles soften after a rule binds.
 
         Returns:
             Array (n, origins) of blocked shares in [0, 1].
         """
         index, rows = self.blocked_rows(
-            item, listed, gen, quarter, compliance, us_technology, for_expansion
+            item, listed, gen, quarter, compliance, us_technology
         )
         return rows[index]
 
@@ -143,7 +141,6 @@ class ExportControlRegime(mesa.Agent):
         quarter: int,
         compliance: np.ndarray,
         us_technology: np.ndarray,
-        for_expansion: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`blocked` in factored form: ``blocked(...) == rows[index]``.
 
@@ -153,7 +150,7 @@ class ExportControlRegime(mesa.Agent):
         instead of once per buyer.
         """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
-        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology)
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
         # threshold is at or below ``g``, so its interval is found by bisection.
         return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[
@@ -168,10 +165,9 @@ class ExportControlRegime(mesa.Agent):
         quarter: int,
         compliance: np.ndarray,
         us_technology: np.ndarray,
-        for_expansion: bool = False,
     ) -> np.ndarray:
         """(items, origins): :meth:`blocked` of several items at one generation, in one call."""
-        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology)
         combos = np.array([BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed)) for item in items])
         row = int(np.searchsorted(thresholds, float(gen), side="right"))
         return 1.0 - tables[combos, row]
@@ -183,13 +179,12 @@ class ExportControlRegime(mesa.Agent):
         quarter: int,
         compliance: np.ndarray,
         us_technology: np.ndarray,
-        for_expansion: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
-        thresholds, tables = self._open_tables(quarter, compliance, us_technology, for_expansion)
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology)
         return thresholds, 1.0 - tables[BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))][1:]
 
-    def _open_tables(self, quarter, compliance, us_technology, for_expansion):
+    def _open_tables(self, quarter, compliance, us_technology):
         """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.
 
         Returns ``(thresholds, tables)``: ``tables[BUYER_KINDS * item + listed]`` has one row per
@@ -200,7 +195,7 @@ class ExportControlRegime(mesa.Agent):
         about at once. Rules, compliance and reach are fixed within a quarter and dozens of
         calls ask about them, so the tables are built once and cached until any changes.
         """
-        last = self._last.get(for_expansion)
+        last = self._last
         if (
             last is not None
             and last[2] is compliance
@@ -212,7 +207,6 @@ class ExportControlRegime(mesa.Agent):
             return last[0], last[1]  # the same question as the last call: no key to build
         key = (
             quarter,
-            for_expansion,
             _array_key(compliance),
             _array_key(us_technology),
             self.state.reach,
@@ -221,18 +215,18 @@ class ExportControlRegime(mesa.Agent):
         )
         cached = self._cache.get(key)
         if cached is not None:
-            self._last[for_expansion] = (
+            self._last = (
                 *cached,
                 (quarter, self.state.reach, len(self.state.rules), self._version),
             )
             return cached[0], cached[1]
         if len(self._cache) > MAX_CACHED_TABLES:
             self._cache.clear()
-        thresholds, tables = self._build_tables(quarter, compliance, us_technology, for_expansion)
+        thresholds, tables = self._build_tables(quarter, compliance, us_technology)
         tables.flags.writeable = False
         # The arrays are kept with the tables so that an id in the key is never reused.
         self._cache[key] = (thresholds, tables, compliance, us_technology)
-        self._last[for_expansion] = (
+        self._last = (
             thresholds,
             tables,
             compliance,
@@ -241,11 +235,11 @@ class ExportControlRegime(mesa.Agent):
         )
         return thresholds, tables
 
-    def _build_tables(self, quarter, compliance, us_technology, for_expansion):
+    def _build_tables(self, quarter, compliance, us_technology):
         """Build the tables :meth:`_open_tables` caches (see there for their layout)."""
         rules = self._rule_arrays()
         open_factor, binds = self._open_factors(
-            rules, quarter, compliance, us_technology, for_expansion
+            rules, quarter, compliance, us_technology
         )
         binding = np.nonzero(binds)[0]
         rule_thresholds = rules["threshold_gen"][binding]
@@ -265,12 +259,11 @@ class ExportControlRegime(mesa.Agent):
         np.multiply.at(tables, (combo, row), open_factor[binding][rule])
         return thresholds, tables
 
-    def _open_factors(self, rules, quarter, compliance, us_technology, for_expansion):
+    def _open_factors(self, rules, quarter, compliance, us_technology):
         """(rules, origins) share each rule leaves open this quarter, and whether it binds."""
         key = (
             "factors",
             quarter,
-            for_expansion,
             _array_key(compliance),
             _array_key(us_technology),
             self.state.reach,
@@ -281,10 +274,7 @@ class ExportControlRegime(mesa.Agent):
         if cached is not None:
             return cached[0], cached[1]
         leakage = self.model.p["controls.leakage_pct"] / 100.0
-        stockpile_q = self.model.p["controls.stockpile_quarters"]
         strength = rules["strength"]
-        if for_expansion and stockpile_q > 0:
-            strength = strength * np.minimum(1.0, (quarter - rules["effective_q"]) / stockpile_q)
         comp = np.where(rules["enforced"], 1.0, compliance[None, :])
         fdp = np.where(rules["fdp"][:, None], self.state.reach * us_technology[None, :], 0.0)
         block = strength[:, None] * (comp + (1.0 - comp) * fdp)

@@ -143,6 +143,8 @@ class ControlEvent(_Event):
     of the item's trade covered; ``licence_pct``: share of covered trade licensed anyway.
     ``foreign_direct_product``: the rule reaches foreign items made with US technology.
     ``enforced_by``: countries that enforce it fully whatever their alignment.
+    ``announced``: when the rule became known, if before ``at``: buyers front-load the item
+    in between (:mod:`model.stockpile`).
     """
 
     action: Literal["control"]
@@ -154,6 +156,18 @@ class ControlEvent(_Event):
     foreign_direct_product: bool = False
     enforced_by: list[Literal[COUNTRIES]] = []  # type: ignore[valid-type]
     regime: Literal["us"] = "us"
+    announced: Quarter | None = None
+
+    @model_validator(mode="after")
+    def _announced_before(self):
+        if self.announced is not None and quarter_ordinal(self.announced) > quarter_ordinal(
+            self.at
+        ):
+            raise ValueError(
+                f"announced {self.announced} is after the rule takes effect ({self.at}); "
+                "a rule is announced at or before 'at'"
+            )
+        return self
 
 
 class RelaxControlEvent(_Event):

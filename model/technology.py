@@ -58,7 +58,7 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
     threshold from the lowest up. Returns ``inf`` when nothing binds enough.
     """
     thresholds, blocked = model.regime.thresholds_blocked(
-        item, listed, model.quarter, model.compliance, model.us_technology, for_expansion=True
+        item, listed, model.quarter, model.compliance, model.us_technology
     )
     if not thresholds.size:
         return np.inf
