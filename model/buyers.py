@@ -46,6 +46,12 @@ class Buyer(mesa.Agent):
         self.blocked_share = 0.0
         self.unmet_share = 0.0
         self.domestic_share = 0.0
+        self.relocated_share = 0.0
+
+    @property
+    def demand_weight(self) -> float:
+        """This buyer's weight in China's demand: its share, markets lost, assembly moved out."""
+        return self.demand_share * self.market_scale * (1.0 - self.relocated_share)
 
     def react(
         self,

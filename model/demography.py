@@ -28,7 +28,8 @@ def line_mix(p: dict) -> np.ndarray:
 
 def swarm_lines(model, size: int) -> np.ndarray:
     """Draw firm lines for ``size`` swarm agents from the model's entrant line mix."""
-    return model.rng.choice(len(FIRM_LINES), size=size, p=model.swarm_line_mix).astype(np.int8)
+    rng = model.stream("firms")
+    return rng.choice(len(FIRM_LINES), size=size, p=model.swarm_line_mix).astype(np.int8)
 
 
 def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:
@@ -46,7 +47,7 @@ def add_swarm(model, size: int, capacity_by_line: dict[str, float] | None, fraud
     if size <= 0:
         return 0
     p = model.p
-    rng = model.rng
+    rng = model.stream("firms")
     lines = swarm_lines(model, size)
     weights = rng.lognormal(0.0, p["china_firms.swarm_capacity_sigma"], size)
     if capacity_by_line is None:
@@ -80,7 +81,7 @@ def enter(model, money_usd_bn: float) -> int:
     expected = (
         p["china_firms.entry_firms_per_sqrt_usd_bn"] * np.sqrt(max(money_usd_bn, 0.0)) / per_agent
     )
-    count = int(model.rng.poisson(max(expected, 0.0)))
+    count = int(model.stream("firms").poisson(max(expected, 0.0)))
     alive_swarm = max(
         1, int((model.firms.alive[: model.firms.n] & ~model.firms.champion[: model.firms.n]).sum())
     )
@@ -99,7 +100,7 @@ def fail(model) -> tuple[int, float]:
         f.cash_usd_bn[:n] < 0, p["china_firms.distress_hazard_pct_per_quarter"] / 100.0, 0.0
     )
     hazard += np.where(f.fraud[:n], p["china_firms.fraud_exposure_pct_per_quarter"] / 100.0, 0.0)
-    draw = model.rng.random(n)
+    draw = model.stream("firms").random(n)
     dying = np.nonzero(alive & (draw < hazard))[0]
     if dying.size == 0:
         return 0, 0.0

@@ -104,7 +104,7 @@ class ListEntity(EventAction):
         rows = f.alive[:n] & ~f.champion[:n]
         if ev.lines:
             rows &= in_lines(f.line[:n], [FIRM_LINE_INDEX[x] for x in ev.lines])
-        draw = model.rng.random(n) < ev.share_pct / 100.0
+        draw = model.stream("events").random(n) < ev.share_pct / 100.0
         f.listed[:n] = (f.listed[:n] & ~(rows & draw)) | (rows & draw & listed)
 
 

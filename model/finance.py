@@ -358,14 +358,8 @@ def firm_appetite(model) -> np.ndarray:
     """
     p = model.p
     f = model.firms
-    n = f.n
-    cap_total = f.total_capacity()
-    revenue = f.revenue_usd_bn[:n]
-    utilisation = np.where(
-        cap_total > 0, np.minimum(1.0, revenue / np.where(cap_total > 0, cap_total, 1.0)), 1.0
-    )
     return expansion_appetite(
-        utilisation,
+        f.utilisation[: f.n],
         p["firm_finance.expansion_utilisation_threshold_pct"] / 100.0,
         p["firm_finance.expansion_ramp_width_pct"] / 100.0,
     )
@@ -381,6 +375,21 @@ def private_weights(model, live: np.ndarray) -> np.ndarray:
     idle = p["private.weight_without_expansion"]
     growth = idle + (1.0 - idle) * firm_appetite(model)
     return np.where(live, (f.revenue_usd_bn[:n] + floor) * growth, 0.0)
+
+
+def investable_share(model, live: np.ndarray) -> float:
+    """Share of the private money on offer that is raised: as much as firms can invest.
+
+    Investors fund firms that are growing; the sales-weighted appetite of the sector for
+    expansion (0-1) scales what is raised, so money that could not be placed is not
+    raised in the first place.
+    """
+    f = model.firms
+    n = f.n
+    floor = model.p["firm_finance.minimum_scale_usd_bn"] * model.p["china_firms.real_firms_per_agent"]
+    sales = np.where(live, f.revenue_usd_bn[:n] + floor, 0.0)
+    total = sales.sum()
+    return float((sales * firm_appetite(model)).sum() / total) if total > 0 else 0.0
 
 
 def return_idle_cash(model) -> float:

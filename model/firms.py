@@ -54,6 +54,7 @@ class FirmPopulation:
         "revenue_usd_bn",
         "rd_usd_bn",
         "state_funds_usd_bn",
+        "utilisation",
     )
     BOOL_COLS = ("alive", "champion", "fraud", "listed")
 
@@ -135,6 +136,7 @@ class FirmPopulation:
         self.revenue_usd_bn[added] = 0.0
         self.rd_usd_bn[added] = 0.0
         self.state_funds_usd_bn[added] = 0.0
+        self.utilisation[added] = 1.0
         self.alive[added] = True
         self.champion[added] = champion
         self.fraud[added] = fraud

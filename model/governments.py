@@ -49,7 +49,7 @@ class AllyGovernment(mesa.Agent):
         if self.forced is not None:
             self.alignment = self.forced
             return
-        noise = m.rng.normal(0.0, p["allies.decision_noise_sd"])
+        noise = m.stream("allies").normal(0.0, p["allies.decision_noise_sd"])
         x = (
             p["allies.decision_intercept"]
             + p["allies.weight_us_pressure"] * m.us.pressure

@@ -128,3 +128,60 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     foreign = demand * foreign_open - want * fill_want
     unmet = blocked - forced * fill_forced
     return Cleared(domestic, foreign, unmet, blocked, fill_want)
+
+
+@dataclass
+class UnmetPaths:
+    """Where demand that controls cut off and domestic fabs could not meet goes.
+
+    Attributes:
+        substituted: (B, K) met by domestic chips of an older logic tier (by demand tier).
+        substituted_from: (K,) that substitution by the tier that supplied it.
+        grey: (B, K) bought through third countries (grey imports).
+        lost: (B, K) not bought at all: device sales lost.
+    """
+
+    substituted: np.ndarray
+    substituted_from: np.ndarray
+    grey: np.ndarray
+    lost: np.ndarray
+
+
+def unmet_paths(unmet, spare, n_logic: int, substitution_share: float, grey_share: float):
+    """Split unmet demand (B, K) into substitution, grey imports and lost sales.
+
+    Up to ``substitution_share`` of each logic tier's unmet demand moves to domestic
+    capacity left unsold in the next older logic tier (a design moved one node back: tiers
+    are ordered leading, advanced, mature, then non-logic tiers, which do not substitute);
+    ``grey_share`` of the rest is bought through third countries; the remainder is lost.
+
+    Args:
+        unmet: (B, K) unmet demand by buyer and tier.
+        spare: (K,) domestic capacity not sold this quarter.
+        n_logic: how many leading tiers are logic tiers that can move to an older one.
+        substitution_share: 0-1.
+        grey_share: 0-1.
+    """
+    spare = np.maximum(spare, 0.0).astype(float)
+    unmet_k = unmet.sum(axis=0)
+    sub_k = np.zeros_like(unmet_k)
+    sub_from = np.zeros_like(unmet_k)
+    for k in range(n_logic - 1):  # each logic tier to the next older one only
+        take = min(substitution_share * unmet_k[k], spare[k + 1])
+        spare[k + 1] -= take
+        sub_k[k] += take
+        sub_from[k + 1] += take
+    share = np.divide(sub_k, unmet_k, out=np.zeros_like(unmet_k), where=unmet_k > 0)
+    substituted = unmet * share[None, :]
+    rest = unmet - substituted
+    grey = rest * grey_share
+    return UnmetPaths(substituted, sub_from, grey, rest - grey)
+
+
+def relocation_step(relocated: float, ceiling: float, rate: float) -> float:
+    """Share of China's demand relocated abroad after one more quarter at ``rate``.
+
+    The relocatable part (``ceiling``) moves at ``rate`` per quarter of what is still in
+    China; nothing comes back.
+    """
+    return relocated + rate * max(0.0, ceiling - relocated)

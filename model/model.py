@@ -34,6 +34,8 @@ from .firms import (
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
 from .market import (
     clear,
+    relocation_step,
+    unmet_paths,
     domestic_preference,
     reachable_share,
     safe_share,
@@ -54,6 +56,7 @@ from .regimes import (
 )
 from .scenario import Scenario
 from .stockpile import ToolStockpile
+from .streams import RandomStreams
 from .taxonomy import ALLIES, COUNTRIES, TIERS, gen_to_node_nm
 
 CHIP_ITEMS = tuple(f"chips_{t}" for t in TIERS)
@@ -66,6 +69,8 @@ SUPPLY_ITEMS = CHIP_ITEMS + (
     "packaging",
 )
 TOOL_ITEMS = ("litho_equipment", "other_equipment")
+#: The buyer whose assembly can move out of China (``demand.relocatable_assembly_pct``).
+RELOCATING_BUYER = "multinational_assembly"
 #: Initial rows of the firm arrays (they grow as needed).
 FIRM_ROWS_HINT = 4096
 #: Floor of a buyer's demand when dividing by it (US$ bn; a buyer with no demand).
@@ -83,6 +88,7 @@ class DecouplingModel(mesa.Model):
 
     def __init__(self, scenario: Scenario, rng=None, parameters: dict | None = None):
         super().__init__(rng=rng)
+        self.streams = RandomStreams(self.rng)
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
         self.start_q = quarter_ordinal(scenario.start)
@@ -102,6 +108,7 @@ class DecouplingModel(mesa.Model):
         self.line_supply = np.zeros(len(FIRM_LINES))
         self.tool_sales = np.zeros(len(FIRM_LINES))
         self.demand_shock = 0.0
+        self.relocated_share = 0.0
         self.china_best_gen = self._china_best_gen()
         self.ledger: dict[tuple[str, bool, str], float] = {}
         self.stockpile = ToolStockpile(TOOL_ITEMS)
@@ -265,6 +272,10 @@ class DecouplingModel(mesa.Model):
             self.p[parent] = {**self.p[parent], key: value}
         self.regime.invalidate()
 
+    def stream(self, name: str) -> np.random.Generator:
+        """This quarter's random generator for one mechanism (:mod:`model.streams`)."""
+        return self.streams.get(name, self.quarter)
+
     def log_event(self, text: str) -> None:
         """Append ``text`` to the run's event log, dated with the current quarter."""
         self.event_log.append(f"{ordinal_to_label(self.quarter)}: {text}")
@@ -307,13 +318,36 @@ class DecouplingModel(mesa.Model):
         """Mechanism 1: China's chip demand, with an AR(1) demand shock, split by tier."""
         p = self.p
         shock_sd = p["demand.quarterly_shock_sd_pct"] / 100.0
-        self.demand_shock = p["demand.shock_persistence"] * self.demand_shock + self.rng.normal(
+        self.demand_shock = p["demand.shock_persistence"] * self.demand_shock + self.stream(
+            "demand"
+        ).normal(
             0.0, shock_sd
         )
         world_q = world_market_usd_bn_per_year(p, self.year_float) / QUARTERS_PER_YEAR
+        self._relocate_assembly()
         total = world_q * p["demand.china_share_of_world_pct"] / 100.0 * math.exp(self.demand_shock)
+        total *= 1.0 - self.relocated_share
         shares = tier_shares(p, self.year_float)
         q.demand = Demand(world_q, shares, total, total * shares)
+
+    def _relocate_assembly(self) -> None:
+        """Foreign OEMs move part of their assembly out of China as controls tighten.
+
+        China's share of world chip demand is where devices are assembled: the multinational
+        assembly buyer's relocatable share moves abroad at a rate that grows with control
+        pressure ("China+1"), and China's demand loses it.
+        """
+        p = self.p
+        buyer = self.buyers[RELOCATING_BUYER]
+        ceiling = buyer.demand_share * p["demand.relocatable_assembly_pct"] / 100.0
+        rate = (
+            p["demand.relocation_pct_per_year_per_pressure"]
+            / 100.0
+            * self.control_pressure_index
+            / QUARTERS_PER_YEAR
+        )
+        self.relocated_share = relocation_step(self.relocated_share, ceiling, rate)
+        buyer.relocated_share = self.relocated_share / buyer.demand_share
 
     def _domestic_supply(self, q: Quarter) -> None:
         """Chinese-HQ capacity by tier, its technology, and what controlled inputs let it run."""
@@ -359,7 +393,7 @@ class DecouplingModel(mesa.Model):
         p = self.p
         s = q.supply
         buyers = list(self.buyers.values())
-        weight = np.array([b.demand_share * b.market_scale for b in buyers])[:, None] * np.array(
+        weight = np.array([b.demand_weight for b in buyers])[:, None] * np.array(
             [b.tier_weights for b in buyers]
         )
         demand_bk = q.demand.by_tier_usd_bn[None, :] * weight / weight.sum(axis=0, keepdims=True)
@@ -386,6 +420,27 @@ class DecouplingModel(mesa.Model):
         q.revenue_by_item = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
         lost_us = self._chip_revenue(q, listed_b, demand_bk, want, cleared, blocked_origin)
         q.chips = ChipMarket(demand_bk, want, cleared, dom_k, located_k, lost_us)
+        q.chips.unmet = unmet_paths(
+            cleared.unmet,
+            s.supply_by_tier - dom_k,
+            TIERS.index("mature") + 1,
+            p["sourcing.substitution_max_pct"] / 100.0,
+            p["controls.grey_import_pct"] / 100.0,
+        )
+        self._grey_revenue(q, listed_b, blocked_origin)
+
+    def _grey_revenue(self, q: Quarter, listed_b: np.ndarray, blocked_origin: dict) -> None:
+        """Grey imports are chips of the origins controls block, bought through third
+        countries: their value goes to those origins' firms."""
+        grey = q.chips.unmet.grey
+        for (item, listed), blocked in blocked_origin.items():
+            k = CHIP_ITEMS.index(item)
+            bought = grey[listed_b == listed, k].sum()
+            split = blocked * self.foreign_share[item]
+            if bought > 0 and split.sum() > 0:
+                by_origin = bought * split / split.sum()
+                q.foreign_by_origin += by_origin
+                q.revenue_by_item[item] += by_origin
 
     def _chips_blocked(self, q: Quarter, listed_b: np.ndarray) -> dict:
         """``{(chip item, listed): (origins,) blocked share}`` for the buyer kinds present."""
@@ -571,17 +626,43 @@ class DecouplingModel(mesa.Model):
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
         cap = f.cap[:n]
-        sold = self._sold_shares(q)[f.line[:n]]
-        revenue = np.where(
-            live, cap[:, 0] * sold[:, 0] + cap[:, 1] * sold[:, 1] + cap[:, 2] * sold[:, 2], 0.0
+        line = f.line[:n]
+        sold = self._sold_shares(q)[line]
+        price = self._price_factors(q)[line]
+        sold_cap = cap[:, 0] * sold[:, 0] + cap[:, 1] * sold[:, 1] + cap[:, 2] * sold[:, 2]
+        revenue = (
+            cap[:, 0] * sold[:, 0] * price[:, 0]
+            + cap[:, 1] * sold[:, 1] * price[:, 1]
+            + cap[:, 2] * sold[:, 2] * price[:, 2]
         )
-        f.revenue_usd_bn[:n] = revenue
+        f.revenue_usd_bn[:n] = np.where(live, revenue, 0.0)
+        total = f.total_capacity()
+        f.utilisation[:n] = np.where(total > 0, sold_cap / np.where(total > 0, total, 1.0), 1.0)
+
+    def _price_factors(self, q: Quarter) -> np.ndarray:
+        """(lines, vintages): price of domestic output relative to the foreign product.
+
+        Chinese chips sell at a discount that grows with each generation they are behind
+        what buyers compare them with, and narrows as the gap closes (mechanism 2).
+        """
+        p = self.p
+        gap = np.maximum(0.0, q.supply.reference_gen_by_tier - q.supply.gen_by_tier)
+        discount = np.minimum(
+            p["sourcing.domestic_discount_max_pct"],
+            p["sourcing.domestic_discount_pct_per_generation"] * gap,
+        )
+        price_k = 1.0 - discount / 100.0
+        out = np.ones((len(FIRM_LINES), N_VINTAGES))
+        out[FOUNDRY, :] = price_k[:N_VINTAGES]  # foundry vintages are the logic tiers
+        out[MEMORY, :] = price_k[TIERS.index("memory")]
+        out[COMPOUND, :] = price_k[TIERS.index("compound")]
+        return out
 
     def _sold_shares(self, q: Quarter) -> np.ndarray:
         """(lines, vintages): share of each line's capacity sold, at home or abroad."""
         export_ratio = self.p["firm_finance.export_ratio"]
         supply_k = q.supply.capacity_by_tier
-        dom_k = q.chips.domestic_by_tier
+        dom_k = q.chips.domestic_by_tier + q.chips.unmet.substituted_from
         sold_frac_k = np.where(supply_k > 0, dom_k / np.where(supply_k > 0, supply_k, 1.0), 0.0)
         sold = np.zeros((len(FIRM_LINES), N_VINTAGES))
         for k in range(N_VINTAGES):  # foundry tiers are its vintages, in the same order
@@ -612,8 +693,8 @@ class DecouplingModel(mesa.Model):
             self, state_total - state_lost, targeted
         )
         to_fraud = float(state_money[f.fraud[:n]].sum())
-        private_total = finance.private_money(self)
         live = f.alive[:n] & ~f.fraud[:n]
+        private_total = finance.private_money(self) * finance.investable_share(self, live)
         private = finance.allocate(private_total, finance.private_weights(self, live))
         shortfall, talent_factor = self._talent()
         q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
@@ -630,6 +711,8 @@ class DecouplingModel(mesa.Model):
             firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
         stocked = self._stock_up(q, tools)
         located_capex = self._grow_foreign_fabs(q)
+        self._diag_located, self._diag_capex = located_capex, tools["capex_usd_bn"]
+        self._diag_returned = tools["cash_returned_usd_bn"]
         q.money.foreign_tools_usd_bn = (
             tools["foreign"]["litho_equipment"]
             + tools["foreign"]["other_equipment"]
@@ -743,22 +826,24 @@ class DecouplingModel(mesa.Model):
         demand_b = q.chips.demand_by_buyer.sum(axis=1)
         floor = np.maximum(demand_b, DEMAND_FLOOR_USD_BN)
         blocked_b = cleared.blocked_demand.sum(axis=1) / floor
-        unmet_b = cleared.unmet.sum(axis=1) / floor
+        unmet_b = q.chips.unmet.lost.sum(axis=1) / floor
+        substituted_b = q.chips.unmet.substituted.sum(axis=1)
         spill = p["sourcing.security_spillover"] * safe_share(
             np.multiply(blocked_b, demand_b).sum(), demand_b.sum()
         )
         for i, b in enumerate(self.buyers.values()):
             b.blocked_share = float(blocked_b[i])
             b.unmet_share = float(unmet_b[i])
-            bought = cleared.domestic[i].sum() + cleared.foreign[i].sum()
-            b.domestic_share = float(cleared.domestic[i].sum() / bought) if bought > 0 else 0.0
+            domestic = cleared.domestic[i].sum() + substituted_b[i]
+            bought = domestic + cleared.foreign[i].sum() + q.chips.unmet.grey[i].sum()
+            b.domestic_share = float(domestic / bought) if bought > 0 else 0.0
             b.react(
                 spill if b.state_linked > 0 else 0.0,
                 p["sourcing.security_jump"],
                 p["sourcing.security_decay_pct_per_quarter"] / 100.0,
                 p["sourcing.flagship_market_loss_pct_per_unmet"] / 100.0
                 if b is self.flagship
-                else 0.0,
+                else p["sourcing.market_loss_pct_per_unmet"] / 100.0,
                 p["sourcing.flagship_foreign_loss_multiplier"],
             )
 

@@ -219,6 +219,21 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
         "demand neither foreign nor domestic suppliers could serve because controls blocked "
         "the foreign supply and no adequate domestic supply existed",
         FLOW)),
+    (MARKETS, Output(
+        "unmet_substituted_usd_bn", "US$ bn", "Unmet demand: substituted",
+        "the part of unmet demand met by domestic chips of an older logic node from capacity "
+        "left unsold (`sourcing.substitution_max_pct` at most)",
+        FLOW)),
+    (MARKETS, Output(
+        "unmet_grey_imports_usd_bn", "US$ bn", "Unmet demand: grey imports",
+        "the part of unmet demand bought through third countries (`controls.grey_import_pct` "
+        "of what substitution leaves); its value goes to the blocked origins' firms",
+        FLOW)),
+    (MARKETS, Output(
+        "unmet_lost_sales_usd_bn", "US$ bn", "Unmet demand: lost",
+        "the rest of unmet demand: chips not bought, device sales lost (buyers' markets "
+        "shrink with it)",
+        FLOW)),
     (MARKETS, Family(
         "foreign_revenue_from_china_usd_bn_{token}", "country", COUNTRIES, "US$ bn", "{nice}",
         "revenue {nice}-headquartered firms earn from Chinese buyers",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .market import Cleared
+from .market import Cleared, UnmetPaths
 
 
 @dataclass
@@ -64,6 +64,7 @@ class ChipMarket:
         domestic_by_tier: (tiers,) bought from Chinese-headquartered fabs.
         located_by_tier: (tiers,) bought from foreign-owned fabs located in China.
         lost_us_usd_bn: sales US firms lost to controls (what lobbying weighs, F26).
+        unmet: where unmet demand went (:class:`~model.market.UnmetPaths`).
     """
 
     demand_by_buyer: np.ndarray
@@ -72,6 +73,12 @@ class ChipMarket:
     domestic_by_tier: np.ndarray
     located_by_tier: np.ndarray
     lost_us_usd_bn: float
+    unmet: UnmetPaths | None = None
+
+    @property
+    def substituted_by_tier(self) -> np.ndarray:
+        """(tiers,) demand met by domestic chips of an older tier, by the tier demanded."""
+        return self.unmet.substituted.sum(axis=0)
 
 
 @dataclass

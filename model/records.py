@@ -29,13 +29,15 @@ def pct(part: float, whole: float) -> float:
 
 def self_sufficiency(m, q: Quarter) -> float:
     """China-located production's share of China's chip demand, % (F03's definition)."""
-    made = q.chips.domestic_by_tier.sum() + q.chips.located_by_tier.sum()
+    c = q.chips
+    made = c.domestic_by_tier.sum() + c.substituted_by_tier.sum() + c.located_by_tier.sum()
     return pct(made, q.demand.total_usd_bn)
 
 
 def _tier(k: int) -> Measure:
     def measure(m, q: Quarter) -> float:
-        made = q.chips.domestic_by_tier[k] + q.chips.located_by_tier[k]
+        c = q.chips
+        made = c.domestic_by_tier[k] + c.substituted_by_tier[k] + c.located_by_tier[k]
         return pct(made, q.demand.by_tier_usd_bn[k])
 
     return measure
@@ -75,7 +77,7 @@ def _domestic_tools_share(m, q: Quarter) -> float:
 MEASURES: dict[str, Measure] = {
     "self_sufficiency_pct": self_sufficiency,
     "self_sufficiency_china_hq_pct": lambda m, q: pct(
-        q.chips.domestic_by_tier.sum(), q.demand.total_usd_bn
+        q.chips.domestic_by_tier.sum() + q.chips.substituted_by_tier.sum(), q.demand.total_usd_bn
     ),
     **{f"self_sufficiency_tier_{t}_pct": _tier(k) for k, t in enumerate(TIERS)},
     **{f"self_sufficiency_segment_{s}_pct": _segment(s) for s in UPSTREAM},
@@ -92,6 +94,9 @@ MEASURES: dict[str, Measure] = {
         np.maximum(m.firms.cash_usd_bn[: m.firms.n][m.firms.alive[: m.firms.n]], 0.0).sum()
     ),
     "unmet_demand_usd_bn": lambda m, q: float(q.chips.cleared.unmet.sum()),
+    "unmet_substituted_usd_bn": lambda m, q: float(q.chips.unmet.substituted.sum()),
+    "unmet_grey_imports_usd_bn": lambda m, q: float(q.chips.unmet.grey.sum()),
+    "unmet_lost_sales_usd_bn": lambda m, q: float(q.chips.unmet.lost.sum()),
     **{f"foreign_revenue_from_china_usd_bn_{c}": _foreign_revenue(c) for c in COUNTRIES},
     **{
         f"ally_alignment_{a}": (lambda a: lambda m, q: float(m.allies[a].alignment))(a)

@@ -182,7 +182,7 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     ceiling = node_ceilings(model, best)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
-        u = model.rng.random((DRAWS_PER_CHAMPION, champs.size))
+        u = model.stream("technology").random((DRAWS_PER_CHAMPION, champs.size))
         step[champs] += np.where(
             u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0,
             p["technology.breakthrough_generations"],

@@ -1,4 +1,4 @@
-"""Export-control rules: who complies, leakage, reach, thresholds and stockpiles."""
+"""Export-control rules: who complies, leakage, reach and thresholds (stockpiles: test_stockpile)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,10 @@ def _rule(**kw):
     return ControlRule(**base)
 
 
-def _blocked(regime, listed=False, gen=0.0, quarter=10, alignment=0.5, tech=0.9, expansion=False):
+def _blocked(regime, listed=False, gen=0.0, quarter=10, alignment=0.5, tech=0.9):
     comp = np.array([1.0] + [alignment] * 5 + [0.0])
     us_tech = np.full(len(ORIGINS), tech)
-    return regime.blocked(
-        "chips_advanced", listed, gen, quarter, comp, us_tech, for_expansion=expansion
-    )[0]
+    return regime.blocked("chips_advanced", listed, gen, quarter, comp, us_tech)[0]
 
 
 def test_listed_rule_blocks_us_completely_without_leakage(regime):
@@ -77,15 +75,11 @@ def test_threshold_enforced_by_and_dates(regime):
     assert (_blocked(regime, gen=threshold_to_gen(7), quarter=9) == 0.0).all()  # not yet binding
 
 
-def test_stockpiles_soften_rules_for_new_capacity_only(regime):
+def test_a_rule_binds_in_full_from_its_first_quarter(regime):
+    """Tools bought ahead are a stock of their own (model.stockpile), not a softer rule."""
     regime.add_rule(_rule(target="listed"))
-    quarters = regime.model.p["controls.stockpile_quarters"]
-    assert _blocked(regime, listed=True, quarter=10, expansion=True)[US] == 0.0
-    assert _blocked(regime, listed=True, quarter=10 + quarters // 2, expansion=True)[
-        US
-    ] == pytest.approx(0.5)
-    assert _blocked(regime, listed=True, quarter=10 + quarters, expansion=True)[US] == 1.0
     assert _blocked(regime, listed=True, quarter=10)[US] == 1.0
+    assert _blocked(regime, listed=True, quarter=9)[US] == 0.0
 
 
 def test_licences_reduce_the_block(regime):
@@ -95,12 +89,9 @@ def test_licences_reduce_the_block(regime):
     assert _blocked(regime, listed=True)[US] == 0.0
 
 
-def _reference_blocked(
-    regime, item, listed, gen, quarter, compliance, us_technology, for_expansion
-):
+def _reference_blocked(regime, item, listed, gen, quarter, compliance, us_technology):
     """Rule by rule, buyer by buyer: the definition that the regime's cached tables implement."""
     leakage = regime.model.p["controls.leakage_pct"] / 100.0
-    stockpile_q = regime.model.p["controls.stockpile_quarters"]
     g = np.atleast_1d(np.asarray(gen, dtype=float))
     open_share = np.ones((g.size, len(ORIGINS)))
     for r in regime.state.rules:
@@ -111,8 +102,6 @@ def _reference_blocked(
         ):
             continue
         strength = r.coverage * (1.0 - r.licence)
-        if for_expansion and stockpile_q > 0:
-            strength *= min(1.0, (quarter - r.effective_q) / stockpile_q)
         if strength <= 0:
             continue
         comp = compliance.copy()
@@ -162,21 +151,11 @@ def test_cached_tables_equal_the_rule_by_rule_definition(regime):
         )
         for item in items:
             for listed in (False, True):
-                for expansion in (False, True):
-                    ref = _reference_blocked(
-                        regime, item, listed, gens, quarter, comp, us_tech, expansion
-                    )
-                    assert np.array_equal(
-                        regime.blocked(
-                            item, listed, gens, quarter, comp, us_tech, for_expansion=expansion
-                        ),
-                        ref,
-                    )
-                    index, rows = regime.blocked_rows(
-                        item, listed, gens, quarter, comp, us_tech, for_expansion=expansion
-                    )
-                    assert np.array_equal(rows[index], ref)
-                    one = regime.blocked_items(
-                        [item], listed, gens[7], quarter, comp, us_tech, for_expansion=expansion
-                    )[0]
-                    assert np.array_equal(one, ref[7])
+                ref = _reference_blocked(regime, item, listed, gens, quarter, comp, us_tech)
+                assert np.array_equal(
+                    regime.blocked(item, listed, gens, quarter, comp, us_tech), ref
+                )
+                index, rows = regime.blocked_rows(item, listed, gens, quarter, comp, us_tech)
+                assert np.array_equal(rows[index], ref)
+                one = regime.blocked_items([item], listed, gens[7], quarter, comp, us_tech)[0]
+                assert np.array_equal(one, ref[7])
