@@ -185,3 +185,12 @@ def relocation_step(relocated: float, ceiling: float, rate: float) -> float:
     China; nothing comes back.
     """
     return relocated + rate * max(0.0, ceiling - relocated)
+
+
+def domestic_discount_pct(gap, per_generation_pct: float, max_pct: float):
+    """Discount of a domestic product to the foreign one, % of its price, by quality gap.
+
+    Domestic chips sell below the foreign product they compete with, more so the more
+    generations they are behind, up to a ceiling; the discount narrows as the gap closes.
+    """
+    return np.minimum(max_pct, per_generation_pct * gap)

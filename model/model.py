@@ -34,6 +34,7 @@ from .firms import (
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
 from .market import (
     clear,
+    domestic_discount_pct,
     relocation_step,
     unmet_paths,
     domestic_preference,
@@ -347,7 +348,7 @@ class DecouplingModel(mesa.Model):
             / QUARTERS_PER_YEAR
         )
         self.relocated_share = relocation_step(self.relocated_share, ceiling, rate)
-        buyer.relocated_share = self.relocated_share / buyer.demand_share
+        buyer.relocated_share = safe_share(self.relocated_share, buyer.demand_share)
 
     def _domestic_supply(self, q: Quarter) -> None:
         """Chinese-HQ capacity by tier, its technology, and what controlled inputs let it run."""
@@ -404,7 +405,11 @@ class DecouplingModel(mesa.Model):
         )
         security = np.array([b.security for b in buyers])[:, None]
         cost = p["technology.ramp_quality_gap_cost"]
-        want = domestic_preference(bias[None, :], cost, gap[None, :], pressure, security)
+        # The discount buys back part of the quality gap: cheaper chips win buyers.
+        price_pull = p["sourcing.price_sensitivity"] * self._discount_pct(s) / 100.0
+        want = domestic_preference(
+            bias[None, :] + price_pull[None, :], cost, gap[None, :], pressure, security
+        )
         want = np.where(s.capacity_by_tier[None, :] > 0, want, 0.0)
         listed_b = np.array([b.entity_listed for b in buyers])
         blocked_origin = self._chips_blocked(q, listed_b)
@@ -639,19 +644,23 @@ class DecouplingModel(mesa.Model):
         total = f.total_capacity()
         f.utilisation[:n] = np.where(total > 0, sold_cap / np.where(total > 0, total, 1.0), 1.0)
 
+    def _discount_pct(self, s: DomesticSupply) -> np.ndarray:
+        """(tiers,) domestic chips' discount to the foreign product, % of its price."""
+        p = self.p
+        gap = np.maximum(0.0, s.reference_gen_by_tier - s.gen_by_tier)
+        return domestic_discount_pct(
+            gap,
+            p["sourcing.domestic_discount_pct_per_generation"],
+            p["sourcing.domestic_discount_max_pct"],
+        )
+
     def _price_factors(self, q: Quarter) -> np.ndarray:
         """(lines, vintages): price of domestic output relative to the foreign product.
 
         Chinese chips sell at a discount that grows with each generation they are behind
         what buyers compare them with, and narrows as the gap closes (mechanism 2).
         """
-        p = self.p
-        gap = np.maximum(0.0, q.supply.reference_gen_by_tier - q.supply.gen_by_tier)
-        discount = np.minimum(
-            p["sourcing.domestic_discount_max_pct"],
-            p["sourcing.domestic_discount_pct_per_generation"] * gap,
-        )
-        price_k = 1.0 - discount / 100.0
+        price_k = 1.0 - self._discount_pct(q.supply) / 100.0
         out = np.ones((len(FIRM_LINES), N_VINTAGES))
         out[FOUNDRY, :] = price_k[:N_VINTAGES]  # foundry vintages are the logic tiers
         out[MEMORY, :] = price_k[TIERS.index("memory")]

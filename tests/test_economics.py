@@ -1,0 +1,141 @@
+"""The economics (docs/ODD.md 7.5-7.8): each mechanism switched off moves what it is for.
+
+Every test pairs runs by seed (common random numbers: each mechanism draws from its own
+stream per quarter, model/streams.py) and asserts the documented direction in every seed,
+with a minimum size, so an effect inside the seed noise fails. Plausibility bounds check
+levels against public figures (SEMI's China equipment series, idle cash, lithography).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_frame
+
+SEEDS = 6
+END = "2030Q4"
+
+
+def _short(scenario, end=END):
+    return scenario.model_copy(
+        update={"end": end, "events": [e for e in scenario.events if e.at <= end]}
+    )
+
+
+def _with(scenario, **params):
+    merged = {**scenario.parameters, **params}
+    return scenario.model_copy(update={"parameters": merged})
+
+
+def _yearly(frame: pd.DataFrame, column: str, years, how="mean") -> pd.Series:
+    """Per seed: the column's calendar-year mean (stocks) or sum (flows) over ``years``."""
+    rows = frame[frame["year"].isin(list(years))]
+    per_year = rows.groupby(["seed", "year"])[column].agg(how)
+    return per_year.groupby("seed").mean()
+
+
+@pytest.fixture(scope="module")
+def base(baseline):
+    return run_frame(_short(baseline), SEEDS)
+
+
+def _paired(base_frame, scenario, column, years, how="mean") -> np.ndarray:
+    other = run_frame(scenario, SEEDS)
+    return (_yearly(other, column, years, how) - _yearly(base_frame, column, years, how)).to_numpy()
+
+
+def test_fallback_investment_builds_what_fabs_can_equip(baseline, base):
+    """Off, a fab blocked at its best node builds nothing: memory and equipment fall."""
+    off = _with(_short(baseline), **{"firm_finance.fallback_investment": False})
+    d = _paired(base, off, "fab_equipment_purchases_usd_bn", range(2023, 2031), "sum")
+    assert (d < -1.0).all(), d
+
+
+def test_co_investment_carries_the_equipment_market(baseline, base):
+    off = _with(
+        _short(baseline),
+        **{"firm_finance.fab_co_investment_ratio": {"foundry": 0.0, "memory": 0.0, "compound": 0.0}},
+    )
+    d = _paired(base, off, "fab_equipment_purchases_usd_bn", [2021, 2022], "sum")
+    assert (d < -5.0).all(), d
+
+
+def test_stockpiling_front_loads_dutch_tools_before_the_2023_rule(baseline, base):
+    """Off, the Netherlands sells China less in the announcement window (2023Q1-Q2)."""
+    off = _with(
+        _short(baseline),
+        **{"controls.frontload_quarters": 0, "controls.anticipation_quarters": 0},
+    )
+    d = _paired(base, off, "foreign_revenue_from_china_usd_bn_netherlands", [2023], "sum")
+    assert (d < -0.5).all(), d
+    d = _paired(base, off, "fab_equipment_purchases_usd_bn", [2023, 2024], "sum")
+    assert (d < -3.0).all(), d
+
+
+def test_idle_cash_goes_back(baseline, base):
+    off = _with(_short(baseline), **{"firm_finance.idle_cash_return_pct_per_quarter": 0})
+    d = _paired(base, off, "china_firm_cash_usd_bn", [2030])
+    assert (d > 20.0).all(), d
+
+
+def test_the_domestic_discount_wins_buyers(baseline, base):
+    """Off (domestic chips at foreign prices), fewer buyers choose them: China-HQ share down.
+
+    The discount trades revenue per unit for volume; in the baseline volume wins.
+    """
+    off = _with(_short(baseline), **{"sourcing.domestic_discount_pct_per_generation": 0})
+    d = _paired(base, off, "self_sufficiency_china_hq_pct", [2030])
+    assert (d < -0.3).all(), d
+
+
+def test_grey_imports_take_part_of_unmet_demand(baseline, base):
+    off = _with(_short(baseline), **{"controls.grey_import_pct": 0})
+    other = run_frame(off, SEEDS)
+    assert other["unmet_grey_imports_usd_bn"].sum() == 0.0
+    assert base["unmet_grey_imports_usd_bn"].sum() > 0.0
+    d = _paired(base, off, "unmet_lost_sales_usd_bn", range(2023, 2031), "sum")
+    assert (d > 0.0).all(), d
+
+
+def test_relocation_moves_chinas_demand_abroad(baseline, base):
+    off = _with(_short(baseline), **{"demand.relocation_pct_per_year_per_pressure": 0})
+    d = _paired(base, off, "china_demand_usd_bn", [2030], "sum")
+    assert (d > 2.0).all(), d
+
+
+def test_the_demand_cycle_swings_like_wsts(base):
+    """WSTS: annual world sales growth 2015-2024 has a s.d. of about 12%."""
+    annual = base.groupby(["seed", "year"])["china_demand_usd_bn"].sum()
+    growth = annual.groupby("seed").apply(lambda s: np.diff(np.log(s.to_numpy())).std())
+    assert 0.06 <= float(growth.median()) <= 0.18, growth
+
+
+def test_unmet_paths_add_up(base):
+    paths = base[["unmet_substituted_usd_bn", "unmet_grey_imports_usd_bn", "unmet_lost_sales_usd_bn"]]
+    assert np.allclose(paths.sum(axis=1), base["unmet_demand_usd_bn"])
+
+
+@pytest.mark.parametrize(
+    ("year", "semi_usd_bn"),
+    [(2021, 29.6), (2022, 28.3), (2023, 36.6), (2024, 49.6)],
+)
+def test_equipment_market_at_semis_scale(base, year, semi_usd_bn):
+    """SEMI: China's fab-equipment spending, the world's largest market (within 30%)."""
+    value = float(_yearly(base, "fab_equipment_purchases_usd_bn", [year], "sum").median())
+    assert 0.7 * semi_usd_bn <= value <= 1.3 * semi_usd_bn, value
+
+
+def test_idle_cash_is_a_small_fraction_of_a_years_investment(base):
+    """Cash beyond a quarter of revenue (the working reserve) is under a third of a year's
+    fab-equipment purchases, every year from 2021."""
+    cash = base[base["year"] >= 2021].groupby(["seed", "year"])["china_firm_cash_usd_bn"].mean()
+    equipment = base[base["year"] >= 2021].groupby(["seed", "year"])[
+        "fab_equipment_purchases_usd_bn"
+    ].sum()
+    assert float((cash / equipment).median()) < 1.5  # total cash, reserve included
+
+
+def test_domestic_lithography_stays_small_without_an_adequate_scanner(base):
+    value = float(_yearly(base, "self_sufficiency_segment_litho_equipment_pct", range(2021, 2031)).max())
+    assert value < 15.0, value
