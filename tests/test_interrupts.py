@@ -80,8 +80,12 @@ def reference(scen, tmp_path_factory) -> pd.DataFrame:
     return load(out)
 
 
-def _start(args: list[str], point: str, pause: Path) -> subprocess.Popen:
-    """``decouple batch`` in its own process group, told to pause at ``point``."""
+def _start(args: list[str], point: str, pause: Path, sigint=signal.SIG_DFL) -> subprocess.Popen:
+    """``decouple batch`` in its own process group, told to pause at ``point``.
+
+    ``sigint`` is the SIGINT disposition it starts with (a shell script's ``cmd &`` starts
+    it ignored).
+    """
     env = dict(os.environ, **{interrupts.PAUSE_ENV: point, interrupts.PAUSE_FILE_ENV: str(pause)})
     env.pop(executors.FAIL_ENV, None)
     return subprocess.Popen(
@@ -91,7 +95,7 @@ def _start(args: list[str], point: str, pause: Path) -> subprocess.Popen:
         text=True,
         env=env,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -149,9 +153,10 @@ def _resume(args: list[str], capsys) -> tuple[int, str]:
 def test_sigint_before_the_manifest_then_the_same_command_resumes(
     scen, reference, tmp_path, capsys
 ):
+    """Started with SIGINT ignored (``cmd &`` in a script), a Ctrl-C still stops the batch."""
     out, pause = tmp_path / "store", tmp_path / "pause"
     args = _args(scen, out)
-    proc = _start(args, "before-manifest", pause)
+    proc = _start(args, "before-manifest", pause, sigint=signal.SIG_IGN)
     _wait_paused(proc, pause)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
     _, err = proc.communicate()
