@@ -304,3 +304,54 @@ def test_the_cause_of_a_worker_death_is_named():
         "was killed by signal 11 (SIGSEGV): a crash in native code"
     )
     assert "out-of-memory killer" in executors._death_cause(-signal.SIGKILL)
+
+
+def test_a_worker_killed_by_sigterm_is_not_told_apart_so_its_tasks_run_again(
+    scen, reference, tmp_path, monkeypatch
+):
+    """A worker SIGTERMed from outside cannot be told from the ones the pool stops itself.
+
+    Such a death names no task, so every task in flight runs again (at most 3 times), and
+    here they all succeed: no run is failed for it.
+    """
+    import threading
+
+    out, pause = tmp_path / "store", tmp_path / "pause"
+    monkeypatch.setenv(interrupts.PAUSE_ENV, "run:short_b:2:1")
+    monkeypatch.setenv(interrupts.PAUSE_FILE_ENV, str(pause))
+    outcome: list = []
+
+    def batch() -> None:
+        try:
+            outcome.append(
+                run_batch(
+                    [scen / "a.yaml", scen / "b.yaml"],
+                    seeds=4,
+                    sample="lhs:2",
+                    jobs=2,
+                    root_entropy=ROOT,
+                    sample_seed=SAMPLE_SEED,
+                    out=out,
+                    progress=False,
+                    runs_per_shard=1,
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    killed = None
+    deadline = time.monotonic() + 120  # a liveness bound, not a timing check
+    while thread.is_alive() and time.monotonic() < deadline:
+        if pause.exists():
+            if killed is None:
+                killed = int(pause.read_text())
+                os.kill(killed, signal.SIGTERM)
+            pause.unlink(missing_ok=True)  # the retried run pauses again: let it go on
+        time.sleep(0.01)
+    thread.join()
+    assert outcome == [out], outcome
+    assert killed is not None
+    assert not (out / store.FAILURES).exists()
+    pd.testing.assert_frame_equal(load(out), reference)
