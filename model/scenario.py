@@ -1233,9 +1233,7 @@ def load_scenario(
     return _resolve(chain, overrides)
 
 
-def _parent_not_found(
-    ref: str, norm: str, doc: YamlDocument, display: Path, real: Path
-) -> Problem:
+def _parent_not_found(ref: str, norm: str, doc: YamlDocument, display: Path, real: Path) -> Problem:
     """The problem of an ``extends`` that names no scenario file: where it looked, the nearest."""
     bases = _extends_bases(display, real)
     ref_dir, _, ref_stem = norm.rpartition("/")

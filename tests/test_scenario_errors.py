@@ -419,7 +419,7 @@ SET_CASES = {
     "python object": (
         ['x=!!python/object/apply:os.system ["touch pwned"]'],
         [
-            "--set x=!!python/object/apply:os.system [\"touch pwned\"]: a YAML tag "
+            '--set x=!!python/object/apply:os.system ["touch pwned"]: a YAML tag '
             f"('!!python/object/apply:os.system') {TAG_TAIL}"
         ],
     ),
