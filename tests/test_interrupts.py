@@ -23,7 +23,7 @@ import pytest
 
 from analysis import load, load_manifest
 from decouple.cli import main as cli_main
-from experiment import executors, interrupts, store
+from experiment import executors, interrupts, provenance, store
 from experiment.batch import run_batch
 
 ROOT = 5151
@@ -45,6 +45,16 @@ extends: a.yaml
 parameters:
   demand.china_share_of_world_pct: 35
 """
+
+
+@pytest.fixture(autouse=True)
+def _model_fingerprint_of_now(monkeypatch):
+    """This process fingerprints the model files afresh, as the batches it starts do.
+
+    The fingerprint is cached once per process; if ``model/`` was edited since the suite
+    started, an in-process resume would otherwise refuse the store those batches made.
+    """
+    monkeypatch.setattr(provenance, "_FINGERPRINT", None)
 
 
 @pytest.fixture(scope="module")
