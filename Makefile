@@ -1,10 +1,25 @@
-# `make run` and `make test` each build .venv from the newest Python >= 3.12 found.
+# `make help` lists the targets and variables. `make run` and `make test` each build .venv
+# (once) from the newest Python >= 3.12 found.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-SEEDS ?= 20
 JOBS ?= 2
+.DEFAULT_GOAL := help
+
+# SEEDS: replicates per scenario, for `make run` (default 50) and `make batch` (default 20).
+# RUN_SEEDS, the former name for `make run`, still works, with a note on stderr.
+ifneq ($(origin RUN_SEEDS),undefined)
+  ifneq ($(origin SEEDS),undefined)
+    ifneq ($(SEEDS),$(RUN_SEEDS))
+      $(error RUN_SEEDS=$(RUN_SEEDS) and SEEDS=$(SEEDS) disagree: RUN_SEEDS is the former name of SEEDS, give SEEDS only)
+    endif
+  endif
+  $(warning RUN_SEEDS is now SEEDS: using SEEDS=$(RUN_SEEDS) (write: make run SEEDS=$(RUN_SEEDS)))
+  SEEDS := $(RUN_SEEDS)
+endif
+run: SEEDS ?= 50
+batch: SEEDS ?= 20
 
 # Candidates, newest first; pyenv shims exist even when their version is not selected,
 # so each candidate is tried, not just looked up.
@@ -12,27 +27,47 @@ PYTHON_CANDIDATES := python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.
 FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 	  if $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then echo $$c; break; fi; done
 
-.PHONY: run test venv lint bench batch clean
+.PHONY: help run test venv lint bench batch clean
 
+help:
+	@echo "make run     build .venv (once), run every library scenario x SEEDS seeds (default 50;"
+	@echo "             3-5 minutes on 2 cores) and write the HTML report"
+	@echo "make test    build .venv (once) and run the test suite (3-4 minutes on 2 cores)"
+	@echo "make batch   every library scenario x SEEDS seeds (default 20) into runs/library,"
+	@echo "             resumed if interrupted"
+	@echo "make lint    ruff check (100-character lines, Google docstrings)"
+	@echo "make bench   the model and batch timing benchmarks"
+	@echo "make venv    only build .venv (1-2 minutes, once)"
+	@echo "make clean   remove .venv"
+	@echo "make help    this list"
+	@echo "Variables: SEEDS=N (replicates per scenario), JOBS=N (worker processes, default 2),"
+	@echo "           PYTHON_CANDIDATES='python3.13 ...' (the Pythons tried for .venv, first wins)"
+
+# The venv, once (again when pyproject.toml changes); says what it does, since pip is quiet.
 $(STAMP): pyproject.toml
-	@base="$$($(FIND_PYTHON))"; \
-	if [ -z "$$base" ]; then \
-	  echo "error: no Python >= 3.12 found (tried: $(PYTHON_CANDIDATES))." >&2; \
-	  echo "       mesa >= 3.4 needs Python 3.12+; install python3.12 or python3.13 and retry." >&2; \
-	  exit 1; fi; \
-	echo "Using $$base ($$($$base --version))"; \
-	[ -x $(PY) ] || $$base -m venv $(VENV); \
+	@if [ -x $(PY) ]; then \
+	  echo "Updating $(VENV) (pyproject.toml changed): installing dependencies..."; \
+	else \
+	  base="$$($(FIND_PYTHON))"; \
+	  if [ -z "$$base" ]; then \
+	    echo "error: no Python >= 3.12 found (tried: $(PYTHON_CANDIDATES))." >&2; \
+	    echo "       mesa >= 3.4 needs Python 3.12+; install python3.12 or python3.13 and retry." >&2; \
+	    exit 1; fi; \
+	  echo "Creating $(VENV) with $$base ($$($$base --version 2>&1)) and installing dependencies" \
+	    "(1-2 minutes, once)..."; \
+	  $$base -m venv $(VENV) || exit 1; \
+	fi; \
 	$(PY) -m pip install -q --upgrade pip && \
-	$(PY) -m pip install -q -e '.[dev]' && touch $(STAMP)
+	$(PY) -m pip install -q -e '.[dev]' && touch $(STAMP) && \
+	echo "$(VENV) is ready."
 
 venv: $(STAMP)
 
-# The main job: every library scenario x $(RUN_SEEDS) seeds (common random numbers), then the
+# The main job: every library scenario x $(SEEDS) seeds (common random numbers), then the
 # report. A fresh store each time, so a model change never meets an old store.
-RUN_SEEDS ?= 50
 run: $(STAMP)
 	@out=runs/library-$$(date -u +%Y%m%dT%H%M%SZ); \
-	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(RUN_SEEDS) --jobs $(JOBS) --out $$out && \
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --jobs $(JOBS) --out $$out && \
 	$(VENV)/bin/decouple report $$out --baseline baseline && \
 	echo "Run store: $$out"
 

@@ -2,15 +2,21 @@
 
 Sub-commands import their heavy dependencies lazily so ``decouple --help`` and
 ``decouple validate`` start fast. Bad input ends with a message naming the file, the
-key path and what is allowed, and exit code 2; never a traceback.
+key path and what is allowed, and exit code 2; never a traceback. A reader that closes
+the output early (``decouple params | head``) ends any sub-command quietly, with the exit
+code 141 a shell gives a program stopped by a closed pipe (128 + SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
+
+#: Exit code when stdout is closed by its reader: 128 + SIGPIPE (13), as a shell reports it.
+EXIT_CLOSED_PIPE = 141
 
 
 def _cmd_params(args) -> int:
@@ -90,18 +96,66 @@ def _cmd_validate(args) -> int:
     return 2 if bad else 0
 
 
+def version_text() -> str:
+    """``decouple VERSION (git COMMIT)``: the package version and, in a git checkout, its commit.
+
+    ``COMMIT`` is the first 12 hex digits of HEAD, followed by ``, with uncommitted changes``
+    when tracked files differ from it. Outside a git checkout only the version is given.
+    """
+    from experiment.provenance import git_state, model_version
+
+    text = f"decouple {model_version()}"
+    state = git_state()
+    commit = str(state.get("commit", "unknown"))
+    if commit != "unknown":
+        dirty = ", with uncommitted changes" if state.get("dirty") else ""
+        text += f" (git {commit[:12]}{dirty})"
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that a closed stdout is not ignored: :func:`main` ends quietly.
+
+    argparse swallows an ``OSError`` while printing help, so ``decouple --help | head``
+    would end with status 0 or not, depending on buffering; here it raises.
+    """
+
+    def _print_message(self, message, file=None):
+        if message:
+            try:
+                (file or sys.stderr).write(message)
+            except AttributeError:  # no stream at all (e.g. pythonw)
+                pass
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: print :func:`version_text` and exit (computed only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``decouple`` argument parser with every sub-command registered.
 
     Sub-commands that live elsewhere (``report``, ``batch``) register themselves; their
     modules import only the standard library at module level, so this stays fast.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="decouple",
         description=(
             "Scenario model of semiconductor supply-chain decoupling "
             "(China's chip self-sufficiency to 2035)."
         ),
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the package version (and git commit) and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -156,14 +210,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``decouple`` command line; return its exit code (130 when interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the ``decouple`` command line; return its exit code.
+
+    The code is the sub-command's (0 success, 2 bad input, ...), 130 when interrupted, and
+    :data:`EXIT_CLOSED_PIPE` (141), with nothing printed, when the reader of stdout closes
+    it before the output ends (``decouple params | head``), whatever the sub-command.
+    """
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         print("decouple: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_CLOSED_PIPE
+    except SystemExit:  # argparse after --help, --version or a usage error
+        try:
+            sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_CLOSED_PIPE
+        raise
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail a second time."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured by a test)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

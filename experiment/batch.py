@@ -26,10 +26,19 @@ Why it is built this way (the pains of other tools it avoids):
   each shard's Parquet metadata), and only the others are run again.
 * A failing run is recorded in the failures log (run key, exception, traceback) and the
   batch goes on; the command then exits 1. Rerunning the same command retries failed runs.
+  A dying worker process costs only its own task's runs (:mod:`experiment.executors`).
+* The store is recognisable from its first write: the manifest is written before anything
+  else, so a batch stopped at any moment (signal, full disk) is resumed by the same
+  command; a directory left with only the lock and temporary files is started afresh.
+* SIGINT, SIGTERM and SIGHUP stop the command alike (:mod:`experiment.interrupts`): the
+  runs written are kept, the workers stopped, exit 128 + the signal.
+* A resume checks every shard against its checksum and recomputes the runs of a damaged
+  one; a finished batch can be extended with more seeds (or Sobol' samples).
 * A tqdm bar on stderr shows runs done, failures and an ETA; ``--dry-run`` counts the runs
   and estimates wall time from a short pilot.
 
-Testing hook: ``DECOUPLE_FAIL_RUN`` (:data:`experiment.executors.FAIL_ENV`).
+Testing hooks: ``DECOUPLE_FAIL_RUN`` (:data:`experiment.executors.FAIL_ENV`) and
+``DECOUPLE_PAUSE`` (:data:`experiment.interrupts.PAUSE_ENV`).
 
 Only the standard library is imported at module level, here and in the modules above: the
 CLI imports this module to register the sub-command, and ``decouple --help`` must stay fast.
@@ -50,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import executors, provenance, store
+from . import executors, interrupts, provenance, store
 from .errors import BatchError
 from .executors import FAIL_ENV, TaskResult, run_task
 from .plan import RUNS_PER_SHARD, BatchPlan, Task, make_plan, task_size
@@ -119,6 +128,7 @@ class _Work:
     previous: dict | None
     finished: dict  # {run key: ...}, updated as runs finish
     done_before: int  # runs finished when the batch (re)started
+    growth: dict = dataclasses.field(default_factory=dict)  # what an extension adds
 
     @property
     def todo(self) -> int:
@@ -143,10 +153,24 @@ def execute(options: BatchOptions, log: Callable[[str], None] | None = None) -> 
 
     Raises:
         BatchError: bad input, an unusable store, or a resume that asks for another batch.
+        OSError: the store could not be written (e.g. a full disk); the runs written so far
+            are kept and the same call resumes.
+        KeyboardInterrupt: on Ctrl-C (or :class:`~experiment.interrupts.Interrupted` inside
+            :func:`~experiment.interrupts.signals_interrupt`); the runs written are kept.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    try:
+        return _execute(options, log)
+    finally:
+        if options.own_process and options.jobs > 1 and options.scheduler is None:
+            executors.stop_forkserver()  # nothing of this command is left running
+
+
+def _execute(options: BatchOptions, log) -> BatchResult:
+    """The steps of :func:`execute`."""
     fail_runs = _check_options(options)
     out = Path(options.out) if options.out is not None else _default_out()
+    store.check_out_path(out)
     work = _plan_work(options, out, log)
     if options.dry_run:
         return _dry_run(work, options, log)
@@ -155,10 +179,14 @@ def execute(options: BatchOptions, log: Callable[[str], None] | None = None) -> 
         executors.dask_client(options.scheduler) if options.scheduler is not None else (None, False)
     )
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        # Everything slow to gather (git, package versions) before the directory exists, so
+        # the manifest follows the lock at once.
+        manifest = None if work.previous is not None else _new_manifest(work, options, out)
+        store.make_store_dir(out)
         with store.StoreLock(out):
-            manifest = _open_store(work, options, log)
+            manifest = _open_store(work, options, log, manifest)
             ran = _run_tasks(work, options, manifest, client, fail_runs)
+            interrupts.pause_at("before-finish")
             n_failed = _finish(work, manifest)
         total, finished = work.plan.total, len(work.finished)
         return BatchResult(out, total, finished, n_failed, ran, work.done_before)
@@ -203,9 +231,15 @@ def _plan_work(options: BatchOptions, out: Path, log) -> _Work:
     )
     for note in plan.design.notes:
         log(f"{PROG}: {note}")
+    growth = {}
     if previous is not None:
-        _check_resume(previous, plan, out, log)
-    finished = store.finished_runs(out) if previous is not None else {}
+        growth = _check_resume(previous, plan, out, log)
+    elif store.half_made(out):
+        log(
+            f"{PROG}: note: {out} holds a batch store whose start was interrupted (no "
+            f"{store.MANIFEST}, no data yet): starting it afresh"
+        )
+    finished = store.finished_runs(out, skip_unreadable=True) if previous is not None else {}
     names = {sc.name for _, sc in plan.scenarios}
     stray = [k for k in finished if k[0] not in names]
     if stray:
@@ -213,12 +247,17 @@ def _plan_work(options: BatchOptions, out: Path, log) -> _Work:
             f"{out / store.SHARDS}: holds runs of scenario(s) {sorted({k[0] for k in stray})} "
             "not in this batch; choose another --out"
         )
-    return _Work(out, plan, previous, finished, len(finished))
+    return _Work(out, plan, previous, finished, len(finished), growth)
 
 
-def _check_resume(previous: dict, plan: BatchPlan, out: Path, log) -> None:
-    """Refuse to resume a store holding another batch or made by other model code."""
-    diffs = store.describe_mismatch(previous, plan.identity())
+def _check_resume(previous: dict, plan: BatchPlan, out: Path, log) -> dict:
+    """Refuse to resume a store holding another batch or made by other model code.
+
+    Returns:
+        What the batch asked for adds to the store (:func:`experiment.store.growth`): more
+        seeds or samples; empty for a plain resume.
+    """
+    diffs = store.describe_mismatch(previous, plan.identity(), extend=True)
     if diffs:
         raise BatchError(
             [f"--out {out} holds a different batch; refusing to mix results:"]
@@ -242,34 +281,73 @@ def _check_resume(previous: dict, plan: BatchPlan, out: Path, log) -> None:
             f"{PROG}: note: git commit differs from the one the store was started with "
             "(model code is unchanged)"
         )
+    growth = store.growth(previous, plan.identity())
+    for what, (before, after) in growth.items():
+        log(
+            f"{PROG}: extending {out}: {what} {before} -> {after} (the runs already stored "
+            "are kept; only the new ones are run)"
+        )
+    return growth
 
 
-def _open_store(work: _Work, options: BatchOptions, log) -> dict:
-    """Under the lock: re-read the finished runs, write the manifest, compact the failures.
+def _new_manifest(work: _Work, options: BatchOptions, out: Path) -> dict:
+    """The manifest of a new store (gathered before the directory is created)."""
+    command = options.command or _api_command(options, out)
+    return store.new_manifest(
+        work.plan,
+        command,
+        options.jobs,
+        _scheduler_name(options.scheduler),
+        options.runs_per_shard,
+    )
+
+
+def _open_store(work: _Work, options: BatchOptions, log, manifest: dict | None) -> dict:
+    """Under the lock: write the manifest first, then the rest; or check and resume the store.
+
+    A new store gets its manifest before anything else (a half-made directory left by an
+    interrupted start is emptied first), so from its first file on it is recognisably this
+    batch. A resumed store has its shards checked (damaged ones are moved aside and their
+    runs recomputed) and its manifest marked resumed (and extended).
 
     Returns:
         The manifest, new or marked as resumed.
     """
     out, plan = work.out, work.plan
-    # Re-read under the lock: another batch may have finished runs meanwhile.
-    if work.previous is None and (out / store.MANIFEST).exists():
-        raise BatchError(
-            f"--out {out}: another decouple batch started in this directory meanwhile; "
-            "rerun the command to resume it, or choose another --out"
-        )
-    if work.previous is not None:
-        work.finished = store.finished_runs(out)
-        work.done_before = len(work.finished)
-    store.prepare_shards(out)
-    command = options.command or _api_command(options, out)
     if work.previous is None:
-        manifest = store.new_manifest(
-            plan, command, options.jobs, _scheduler_name(options.scheduler), options.runs_per_shard
-        )
+        # Re-read under the lock: another batch may have started here meanwhile.
+        if (out / store.MANIFEST).exists():
+            raise BatchError(
+                f"--out {out}: another decouple batch started in this directory meanwhile; "
+                "rerun the command to resume it, or choose another --out"
+            )
+        if store.half_made(out):
+            store.clear_half_made(out)
+        interrupts.pause_at("before-manifest")
+        store.write_manifest(out, manifest)
+        interrupts.pause_at("after-manifest")
         store.write_resolved(out, [sc for _, sc in plan.scenarios])
     else:
-        manifest = store.resumed_manifest(work.previous, command, work.done_before)
-    store.write_manifest(out, manifest)
+        store.clear_temporaries(out)
+        finished, damaged = store.scan_shards(out)
+        for problem in damaged:
+            moved = store.quarantine_shard(problem.path)
+            log(
+                f"{PROG}: warning: {problem.path} is damaged ({problem.reason}); moved to "
+                f"{moved.name} and its runs will be computed again"
+            )
+        work.finished, work.done_before = finished, len(finished)
+        command = options.command or _api_command(options, out)
+        manifest = store.resumed_manifest(
+            work.previous, command, work.done_before, plan=plan, extended=work.growth
+        )
+        store.write_manifest(out, manifest)
+        missing = [
+            sc for _, sc in plan.scenarios if not (out / store.resolved_file(sc.name)).is_file()
+        ]
+        if missing:  # the first start was stopped before it wrote them
+            store.write_resolved(out, missing)
+    store.prepare_shards(out)
     store.compact_failures(out, work.finished)
     if work.done_before:
         log(
@@ -301,7 +379,9 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
 
     workers = options.jobs if client is None else executors.dask_threads(client)
     size = task_size(options.runs_per_shard, work.todo, workers)
-    tasks = work.plan.tasks(set(work.finished), size, fail_runs)
+    pause = interrupts.pause_target()
+    run_pause = pause if pause is not None and pause[0].startswith("run:") else None
+    tasks = work.plan.tasks(set(work.finished), size, fail_runs, run_pause)
     stream = executors.stream_results(tasks, options.jobs, client, options.own_process)
     bar = tqdm(
         total=work.todo,
@@ -311,13 +391,15 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
         dynamic_ncols=True,
         desc="batch",
     )
-    ran = failed_now = 0
+    ran = failed_now = shards = 0
     shard_dir = work.out / store.SHARDS
     fingerprint = manifest.get("model_fingerprint") or provenance.model_fingerprint()
     try:
         for task, result in stream:
             result = _checked(task, result, fingerprint)
-            _save(work, shard_dir, task, result)
+            if _save(work, shard_dir, task, result):
+                shards += 1
+                interrupts.pause_at(f"shard:{shards}", pause)
             ran += len(task.seeds)
             failed_now += len(result.failures)
             bar.update(len(task.seeds))
@@ -334,7 +416,9 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
 def _checked(task: Task, result, fingerprint: str) -> TaskResult:
     """An executor's result as a :class:`TaskResult`: an exception or other code fails the runs."""
     if isinstance(result, BaseException):
-        tb = "".join(traceback.format_exception(result))
+        # A dead worker's traceback would only show this process noticing it.
+        died = isinstance(result, executors.WorkerDied)
+        tb = "" if died else "".join(traceback.format_exception(result))
         return TaskResult(None, [], [store.failure_record(k, result, tb) for k in task.run_keys()])
     if result.fingerprint != fingerprint:
         exc = RuntimeError(
@@ -350,14 +434,21 @@ def _checked(task: Task, result, fingerprint: str) -> TaskResult:
     return result
 
 
-def _save(work: _Work, shard_dir: Path, task: Task, result: TaskResult) -> None:
-    """Write a task's finished runs to their shard and its failures to the failures log."""
+def _save(work: _Work, shard_dir: Path, task: Task, result: TaskResult) -> bool:
+    """Write a task's finished runs to their shard and its failures to the failures log.
+
+    Returns:
+        True if a shard was written.
+    """
+    wrote = False
     if result.table is not None and result.done:
         store.write_shard(shard_dir, task.scenario, task.sample, result.done, result.table)
         for s in result.done:
             work.finished[(task.scenario, s, task.sample)] = True
+        wrote = True
     if result.failures:
         store.append_failures(work.out, result.failures)
+    return wrote
 
 
 def _finish(work: _Work, manifest: dict) -> int:
@@ -635,28 +726,44 @@ def _options_from_args(args) -> BatchOptions:
 
 
 def _cmd_batch(args) -> int:
-    """Run ``decouple batch``; exit 0 (all runs finished), 1 (some failed), 2, or 130."""
+    """Run ``decouple batch``; exit 0 (all runs finished), 1 (some failed), 2, or 128 + signal.
+
+    SIGINT, SIGTERM and SIGHUP stop it alike (:func:`experiment.interrupts.signals_interrupt`);
+    a write error (a full disk) ends it with a message, the finished runs kept.
+    """
     options = _options_from_args(args)
-    out = options.out
     if args.scheduler and args.jobs is not None:
         print(
             f"{PROG}: note: --jobs is ignored with --scheduler (the cluster's workers run the "
             "tasks)",
             file=sys.stderr,
         )
+    with interrupts.signals_interrupt():
+        try:
+            code = _run_command(options)
+        except interrupts.Interrupted as exc:
+            code = _interrupted(options.out, exc.name, exc.exit_code)
+        except KeyboardInterrupt:
+            code = _interrupted(options.out, "SIGINT", 130)
+        if options.own_process and interrupts.received() is None:
+            # Done: a signal from now on, while the process exits, changes nothing.
+            interrupts.ignore_stop_signals()
+    return code
+
+
+def _run_command(options: BatchOptions) -> int:
+    """:func:`execute` and the messages and exit code of its outcome."""
+    out = options.out
     try:
         result = execute(options)
     except BatchError as exc:
         for problem in exc.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"{PROG}: interrupted; finished runs are kept in {out}. Rerun the same command "
-            "(with the same --out) to resume.",
-            file=sys.stderr,
-        )
-        return 130
+    except OSError as exc:
+        code, message = _os_error_message(exc, out)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return code
     if result.dry_run:
         return 1 if result.failed else 0
     if result.failed:
@@ -672,6 +779,39 @@ def _cmd_batch(args) -> int:
         f"{result.skipped} already finished)"
     )
     return 0
+
+
+def _interrupted(out, name: str, code: int) -> int:
+    """Print that the batch was stopped by signal ``name`` and return ``code``."""
+    print(
+        f"{PROG}: interrupted ({name}); finished runs are kept in {out}. Rerun the same "
+        "command (with the same --out) to resume.",
+        file=sys.stderr,
+    )
+    return code
+
+
+def _os_error_message(exc: OSError, out) -> tuple[int, str]:
+    """Exit code and message for an error writing the store: 1 for a full disk, 2 if unwritable."""
+    import errno
+
+    where = exc.filename or out
+    reason = exc.strerror or str(exc)
+    full = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or (
+        "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+    )
+    if full:
+        return 1, (
+            f"the disk is full: cannot write {where} (No space left on device). The runs "
+            f"finished so far are kept in {out}: free some space and rerun the same command "
+            "to resume."
+        )
+    if store.not_writable(exc):
+        return 2, f"cannot write {where} ({reason}); choose a writable --out"
+    return 1, (
+        f"cannot write {where} ({reason}). The runs finished so far are kept in {out}: "
+        "rerun the same command to resume."
+    )
 
 
 #: The engine's public names, importable from here too (tests, scripts, docs/batch.md).

@@ -6,10 +6,17 @@ At most ``IN_FLIGHT_PER_WORKER x workers`` tasks are in flight, so memory stays 
 however many runs the batch has. A run depends only on its task, so the data are
 bit-identical whatever the executor or the number of workers.
 
-Testing hook: the environment variable ``DECOUPLE_FAIL_RUN="scenario:seed:sample[,...]"``
+A local worker process that dies (killed, out of memory, a crash) costs only the runs of
+the task it was running: the pool is rebuilt, the other tasks in flight are run again (at
+most :data:`MAX_TASK_RETRIES` times each), and the dead worker's task is reported as
+:class:`WorkerDied` naming the cause (the signal or exit code). Each worker notes the task it
+is running in a small file (:func:`_pool_task`), which is how the task is found.
+
+Testing hooks: the environment variable ``DECOUPLE_FAIL_RUN="scenario:seed:sample[,...]"``
 (:data:`FAIL_ENV`) makes the named runs raise ``RuntimeError`` in the worker. It is read by
 the process that starts the batch (:func:`parse_fail_runs`) and sent with each task, so it
-reaches every executor.
+reaches every executor. The pause hook's ``run:SCENARIO:SEED:SAMPLE`` point
+(:mod:`experiment.interrupts`) travels the same way.
 
 Only the standard library is imported at module level.
 """
@@ -18,12 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import provenance, store
+from . import interrupts, provenance, store
 from .errors import BatchError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -35,6 +45,13 @@ FAIL_ENV = "DECOUPLE_FAIL_RUN"
 #: Tasks kept in flight per worker: enough to keep workers busy, few enough that memory
 #: stays flat however many runs the batch has.
 IN_FLIGHT_PER_WORKER = 2
+
+#: Times a task is run again after the pool broke while it was queued or running in a
+#: worker that did not die (another worker did); then its runs are failed.
+MAX_TASK_RETRIES = 3
+
+#: Seconds a stopped worker or forkserver is given to exit before it is killed.
+STOP_GRACE = 5.0
 
 #: Thread pools of numerical libraries, one thread each in pool workers (set unless the user
 #: set them): parallelism is across runs, and idle BLAS threads spinning in J workers on J
@@ -164,6 +181,8 @@ def run_task(task: Task) -> TaskResult:
     tables, done, failures = [], [], []
     for seed in task.seeds:
         key = (task.scenario, seed, task.sample)
+        if task.pause:
+            interrupts.pause_at(f"run:{task.scenario}:{seed}:{task.sample}", task.pause)
         try:
             if key in task.fail_runs:
                 raise RuntimeError(f"injected failure of run {key} ({FAIL_ENV} testing hook)")
@@ -182,22 +201,51 @@ def run_task(task: Task) -> TaskResult:
     return TaskResult(table, done, failures, provenance.model_fingerprint())
 
 
-def init_worker() -> None:
+class WorkerDied(RuntimeError):
+    """The worker process running a task died: killed, out of memory or crashed."""
+
+
+_NOTES: Path | None = None
+
+
+def init_worker(notes: str | None = None) -> None:
     """Process-pool initializer: import the model once per worker, before the first task.
 
     Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the parent, which
     handles it, stops the workers itself (otherwise each would fail its current task and
-    go on with the queued ones).
-    """
-    import signal
+    go on with the queued ones). SIGTERM and SIGHUP keep their default: a worker so
+    signalled dies, and the parent (signalled too, or not) deals with it.
 
+    Args:
+        notes: the directory where the worker notes the task it runs (see :func:`_pool_task`).
+    """
+    global _NOTES
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _NOTES = Path(notes) if notes else None
     import pyarrow  # noqa: F401
 
     import model.run  # noqa: F401
 
     provenance.model_fingerprint()
     prepare_process()
+
+
+def _pool_task(seq: int, task: Task) -> TaskResult:
+    """What a pool worker runs: note ``seq`` (and the memory so far) as its task, then run it.
+
+    The note is the file ``<notes>/<pid>`` (written atomically: no lock a killed worker
+    could leave held), read by the parent when a worker dies to find the task it ran.
+    """
+    if _NOTES is not None:
+        import resource
+
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        note = _NOTES / str(os.getpid())
+        tmp = _NOTES / f".{os.getpid()}.tmp"
+        with contextlib.suppress(OSError):
+            tmp.write_text(f"{seq} {peak_kib}", encoding="ascii")
+            os.replace(tmp, note)
+    return run_task(task)
 
 
 # --------------------------------------------------------------------------------------
@@ -270,103 +318,260 @@ def start_forkserver() -> None:
         return
     from multiprocessing import forkserver
 
-    with _single_threaded_children(), contextlib.suppress(Exception):
+    # Started with SIGINT ignored: a Ctrl-C during its imports would print a traceback.
+    with _single_threaded_children(), interrupts.sigint_ignored(), contextlib.suppress(Exception):
         forkserver.ensure_running()
+
+
+def stop_forkserver() -> None:
+    """Stop the forkserver this process started, if any, so that nothing is left running.
+
+    Called by the ``decouple batch`` command when its pool is gone (its workers hold the
+    forkserver's "alive" pipe, so it would outlive them otherwise only briefly). Bounded:
+    a forkserver that does not exit within :data:`STOP_GRACE` seconds is killed.
+    """
+    try:
+        from multiprocessing import forkserver, util
+
+        server = forkserver._forkserver
+        pid, alive = server._forkserver_pid, server._forkserver_alive_fd
+    except (ImportError, AttributeError):  # pragma: no cover - another Python's internals
+        return
+    if pid is None:
+        return
+    with server._lock:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        server._forkserver_alive_fd = None
+        _reap(pid)
+        server._forkserver_pid = None
+        address = server._forkserver_address
+        if address and not util.is_abstract_socket_namespace(address):
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+        server._forkserver_address = None
+
+
+def _reap(pid: int) -> None:
+    """Wait up to :data:`STOP_GRACE` seconds for child ``pid`` to exit, then kill it."""
+    deadline = time.monotonic() + STOP_GRACE
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.01)
+    except ChildProcessError:  # already reaped
+        return
 
 
 def execute_pool(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]]:
     """Local processes (forkserver or spawn), at most ``IN_FLIGHT_PER_WORKER x jobs`` tasks queued.
 
-    A worker that dies (out of memory, segfault) breaks the pool: its tasks are reported
-    as failed and a fresh pool takes the remaining tasks. Workers get single-threaded
-    numerical libraries (``_SINGLE_THREAD_ENV``) unless the caller set those variables.
+    A worker that dies (out of memory, segfault, killed) breaks the pool: its task is
+    reported as :class:`WorkerDied`, a fresh pool takes over and the other tasks in flight
+    run again. Workers get single-threaded numerical libraries (``_SINGLE_THREAD_ENV``)
+    unless the caller set those variables.
     """
     with _single_threaded_children():
         yield from _execute_pool_inner(tasks, jobs)
 
 
-def _new_pool(jobs: int, ctx):
+def _new_pool(jobs: int, ctx, notes: Path):
     """A process pool of ``jobs`` workers initialised by :func:`init_worker`."""
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker)
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=init_worker, initargs=(str(notes),)
+    )
 
 
 def _execute_pool_inner(tasks: Iterator[Task], jobs: int) -> Iterator[tuple[Task, Any]]:
-    """The loop of :func:`execute_pool`: keep the pool fed, replace it if a worker dies."""
+    """The loop of :func:`execute_pool`: keep the pool fed, rebuild it if a worker dies."""
+    import collections
+    import itertools
+    import shutil
+    import tempfile
     from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = _mp_context()
     limit = max(1, jobs * IN_FLIGHT_PER_WORKER)
     tasks = iter(tasks)
-    pool = _new_pool(jobs, ctx)
-    pending: dict = {}
+    notes = Path(tempfile.mkdtemp(prefix="decouple-workers-"))
+    pool = _new_pool(jobs, ctx, notes)
+    pending: dict = {}  # future -> (seq, task)
+    retry: collections.deque = collections.deque()  # (seq, task) to run again
+    breaks: dict[int, int] = {}  # seq -> pool breaks the task was in flight for
+    numbers = itertools.count()
     completed = False
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < limit:
-                task = next(tasks, None)
-                if task is None:
+            broken = False
+            while len(pending) < limit:
+                if retry:
+                    item = retry.popleft()
+                elif exhausted or (task := next(tasks, None)) is None:
                     exhausted = True
                     break
-                pending[pool.submit(run_task, task)] = task
-            if not pending:
+                else:
+                    item = (next(numbers), task)
+                try:
+                    pending[pool.submit(_pool_task, *item)] = item
+                except BrokenProcessPool:  # it broke since the last wait
+                    retry.appendleft(item)
+                    broken = True
+                    break
+            if not pending and not broken:
                 break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            broken = yield from _pool_results(done, pending)
+            if not broken:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                broken = any(_is_broken(f) for f in done)
             if broken:
-                yield from _fail_pending(pending)
+                wait(pending)  # a broken pool fails every future it holds
+                yield from _after_break(pool, pending, retry, breaks, notes)
                 _stop_pool(pool)
-                pool = _new_pool(jobs, ctx)
+                pool = _new_pool(jobs, ctx, notes)
+                continue
+            for fut in done:
+                seq, task = pending.pop(fut)
+                breaks.pop(seq, None)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
+                    result = exc
+                yield task, result
         completed = True
     finally:
         if completed:
             pool.shutdown(wait=True)
-        else:  # interrupted (Ctrl-C) or abandoned: stop the workers now
+        else:  # interrupted (Ctrl-C, SIGTERM) or abandoned: stop the workers now
             _stop_pool(pool)
+        shutil.rmtree(notes, ignore_errors=True)
 
 
-def _pool_results(done, pending: dict):
-    """Yield the completed futures' ``(task, result)``; return True if the pool broke."""
+def _is_broken(fut) -> bool:
+    """True if ``fut`` failed because its pool broke (a worker died)."""
     from concurrent.futures.process import BrokenProcessPool
 
-    broken = False
-    for fut in done:
-        task = pending.pop(fut)
-        try:
-            yield task, fut.result()
-        except BrokenProcessPool as exc:
-            broken = True
-            yield task, exc
-        except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
-            yield task, exc
-    return broken
+    return isinstance(fut.exception(), BrokenProcessPool)
 
 
-def _fail_pending(pending: dict):
-    """Yield every task still pending in a broken pool as failed, and forget them."""
-    from concurrent.futures.process import BrokenProcessPool
+def _after_break(pool, pending: dict, retry, breaks: dict, notes: Path):
+    """Sort a broken pool's futures: results, the dead worker's task, tasks to run again.
 
-    for _fut, task in list(pending.items()):
-        yield (
-            task,
-            BrokenProcessPool("a worker process died while this task was queued or running"),
-        )
+    Yields the results that were in before the break and ``(task, WorkerDied)`` for the
+    task each dead worker was running; the other tasks go to ``retry`` (or fail after
+    :data:`MAX_TASK_RETRIES` breaks). Forgets every future.
+    """
+    deaths = _dead_workers(pool)  # {pid: cause}
+    running = _running_tasks(notes, deaths)  # {seq: (pid, note)}
+    last = "; ".join(f"pid {pid} {cause}" for pid, cause in deaths.items()) or "no cause known"
+    for fut, (seq, task) in list(pending.items()):
+        if not _is_broken(fut):
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                result = exc
+            yield task, result
+            continue
+        if seq in running:
+            pid, peak = running[seq]
+            yield (
+                task,
+                WorkerDied(
+                    f"the worker process (pid {pid}) running this task {deaths[pid]} "
+                    f"(its peak memory when the task started: {peak})"
+                ),
+            )
+            continue
+        breaks[seq] = breaks.get(seq, 0) + 1
+        if breaks[seq] > MAX_TASK_RETRIES:
+            yield (
+                task,
+                WorkerDied(
+                    f"the worker pool broke {breaks[seq]} times while this task was queued "
+                    f"or running (a worker died each time; the last: {last})"
+                ),
+            )
+        else:
+            retry.append((seq, task))
     pending.clear()
 
 
+def _dead_workers(pool) -> dict[int, str]:
+    """``{pid: cause}`` of the workers of a broken pool that died on their own.
+
+    The pool terminates (SIGTERM) the workers still alive when one dies; those are not
+    counted. Waits (boundedly) for the pool's manager thread to finish that first, so the
+    exit codes are known.
+    """
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is not None:
+        thread.join(STOP_GRACE)
+    out = {}
+    for pid, proc in list((getattr(pool, "_processes", None) or {}).items()):
+        code = proc.exitcode
+        if code is None or code == -signal.SIGTERM:
+            continue
+        out[pid] = _death_cause(code)
+    return out
+
+
+def _death_cause(exitcode: int) -> str:
+    """How a worker died, from its exit code, e.g. ``was killed by signal 9 (SIGKILL: ...)``."""
+    if exitcode >= 0:
+        return f"exited with code {exitcode}"
+    num = -exitcode
+    try:
+        name = signal.Signals(num).name
+    except ValueError:
+        name = f"signal {num}"
+    text = f"was killed by signal {num} ({name})"
+    if num == signal.SIGKILL:
+        text += (
+            ": the kernel's out-of-memory killer sends SIGKILL, so the machine may have run "
+            "out of memory (see dmesg; fewer --jobs use less)"
+        )
+    elif num in (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT):
+        text += ": a crash in native code"
+    return text
+
+
+def _running_tasks(notes: Path, pids) -> dict[int, tuple[int, str]]:
+    """``{seq: (pid, peak memory)}`` of the tasks the workers ``pids`` last noted."""
+    out = {}
+    for pid in pids:
+        try:
+            seq, peak_kib = (notes / str(pid)).read_text(encoding="ascii").split()
+            out[int(seq)] = (pid, f"{int(peak_kib) / 1024:.0f} MiB")
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def _stop_pool(pool) -> None:
-    """Cancel queued tasks and terminate a process pool's workers without waiting for them."""
+    """Cancel queued tasks and stop a process pool's workers: terminate, wait a little, kill."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
     terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
     if terminate is not None:
         with contextlib.suppress(Exception):
             terminate()
     else:
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        for proc in procs:
             with contextlib.suppress(Exception):
                 proc.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
+    with contextlib.suppress(Exception):
+        pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
 
 
 def dask_client(address):

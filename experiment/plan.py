@@ -49,6 +49,7 @@ class Task:
     seeds: tuple[int, ...]
     root_entropy: int
     fail_runs: frozenset = frozenset()
+    pause: tuple[str, str] | None = None  # the pause testing hook's (point, file), if a run's
 
     def run_keys(self) -> list[RunKey]:
         """The run keys of this task."""
@@ -96,6 +97,7 @@ class BatchPlan:
         finished: set,
         runs_per_shard: int = RUNS_PER_SHARD,
         fail_runs: frozenset = frozenset(),
+        pause: tuple[str, str] | None = None,
     ) -> Iterator[Task]:
         """The tasks still to run: groups of up to ``runs_per_shard`` unfinished replicates.
 
@@ -115,7 +117,9 @@ class BatchPlan:
                         if (sc.name, i, k) not in finished
                     )
                     if todo:
-                        yield Task(sc.name, h, data, k, values, todo, self.root_entropy, fail_runs)
+                        yield Task(
+                            sc.name, h, data, k, values, todo, self.root_entropy, fail_runs, pause
+                        )
 
 
 def task_size(runs_per_shard: int, todo: int, workers: int) -> int:
@@ -149,6 +153,9 @@ def load_scenarios(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -
             sc = load_scenario(p, list(overrides))
         except ScenarioError as exc:
             problems.extend(exc.problems)
+            continue
+        except OSError as exc:  # e.g. a file (or a parent) not readable by this user
+            problems.append(f"{exc.filename or p}: cannot read the scenario ({exc.strerror})")
             continue
         if sc.name in seen:
             problems.append(

@@ -26,6 +26,11 @@ from .errors import BatchError
 #: Sampling methods accepted by ``--sample``.
 SAMPLE_METHODS = ("lhs", "sobol")
 
+#: Largest K accepted by ``--sample``: every sample's values are kept in the manifest (and
+#: the unit-cube points in memory while they are drawn), so a larger design would take
+#: gigabytes before the first run.
+MAX_SAMPLES = 100_000
+
 #: Unit-interval points are clipped to ``[EPS, 1 - EPS]`` before the inverse CDF, so that an
 #: unbounded distribution never maps a point to infinity.
 EPS = 1e-12
@@ -61,6 +66,12 @@ def parse_sample_spec(spec: str | tuple | None) -> tuple[str, int]:
         raise BatchError(f"--sample {spec}: K must be a whole number, e.g. {method}:32") from None
     if n < 1:
         raise BatchError(f"--sample {spec}: K must be at least 1")
+    if n > MAX_SAMPLES:
+        raise BatchError(
+            f"--sample {spec}: K must be at most {MAX_SAMPLES} (each sample's values are kept "
+            f"in the manifest, so K = {n} would take gigabytes of memory and disk before the "
+            "first run); split the study into several batches"
+        )
     return (method, n)
 
 

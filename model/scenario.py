@@ -11,7 +11,12 @@ what was expected and what was found, with the nearest valid name for a misspell
 
 Merge rules for ``extends`` (the chain is applied root first, each child on top):
 
-* ``extends`` names a file relative to the child's directory; ``.yaml`` may be left off.
+* ``extends`` names a scenario by name (``baseline``) or by a relative path into a subfolder
+  (``sub/parent``), ``.yaml`` or ``.yml`` optional. It is looked up in the child's folder,
+  then in the scenario library (:data:`LIBRARY_DIR`, the project's ``scenarios/``), and may
+  not leave either (no absolute path, no ``..`` above it). Only a ``.yaml``/``.yml`` file
+  whose top level is a mapping with ``name`` and ``question`` is a parent; anything else is
+  refused at the child's ``extends`` line without showing the file's content.
   Chains may be of any length up to :data:`MAX_CHAIN`; a cycle is an error.
 * ``name`` and ``question`` are required in every file (a child answers its own question);
   ``name`` must differ from every ancestor's, since results are stored by name.
@@ -52,6 +57,7 @@ from pydantic.fields import FieldInfo
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
 from .outputs import OUTPUT_COLUMNS
+from .scenario_yaml import MAX_BYTES as MAX_FILE_BYTES
 from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
 from .taxonomy import ALLIES, CONTROLLABLE, COUNTRIES, LINES, TIERS, UPSTREAM
 
@@ -108,6 +114,19 @@ EARLIEST_START = "2014Q1"
 LATEST_END = "2050Q4"
 #: Longest ``extends`` chain followed.
 MAX_CHAIN = 20
+#: The scenario library: ``extends`` looks here after the child's own folder.
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+#: The only file names ``extends`` accepts.
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+#: The rule ``extends`` follows, said in messages about a refused parent.
+EXTENDS_RULE = (
+    "'extends' names a scenario of this file's folder or of the library by name "
+    "(e.g. baseline) or by a path into a subfolder (e.g. sub/parent), without '.yaml'"
+)
+#: Longest ``--set`` text echoed in a message; a longer one is cut (and its length said).
+MAX_ECHO = 80
+#: What a ``--set`` parameter path may look like: names joined by dots.
+OVERRIDE_PATH_PATTERN = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
 
 QUARTER_PATTERN = r"^\d{4}Q[1-4]$"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -631,7 +650,7 @@ def _pattern_text(pattern: str) -> str:
             "e.g. tighter_us_controls"
         )
     if pattern == EXTENDS_PATTERN:
-        return "a scenario file name relative to this file, e.g. baseline"
+        return "a scenario name or a relative path to one, e.g. baseline"
     if pattern == ID_PATTERN:
         return "an id of letters, digits, '_', '.' and '-', e.g. dec24_tools"
     return f"text matching {pattern}"
@@ -965,12 +984,26 @@ def _check_file_events(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
-def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, list[Problem]]:
-    """Parse and validate one file. Returns (file, document, problems)."""
+def _read_file(
+    path: Path, child: tuple[YamlDocument, str] | None = None
+) -> tuple[ScenarioFile | None, YamlDocument | None, list[Problem]]:
+    """Parse and validate one file. Returns (file, document, problems).
+
+    Args:
+        path: the file, named in messages as given.
+        child: for a parent named by ``extends``, the child's document and its ``extends``
+            text. The parent must then be a scenario file (:func:`_looks_like_scenario`);
+            any other file is refused at the child's ``extends`` line, and nothing of its
+            content is shown.
+    """
     try:
         doc = load_yaml(path)
     except YamlInputError as exc:
+        if child is not None and not _looks_like_scenario(path, None):
+            return None, None, [_not_a_scenario(path, *child)]
         return None, None, [_problem_from_text(p) for p in exc.problems]
+    if child is not None and not _looks_like_scenario(path, doc.data):
+        return None, None, [_not_a_scenario(path, *child)]
     if not isinstance(doc.data, dict):
         return (
             None,
@@ -991,6 +1024,34 @@ def _read_file(path: Path) -> tuple[ScenarioFile | None, YamlDocument | None, li
     return sf, doc, _check_file(sf, doc)
 
 
+def _looks_like_scenario(path: Path, data: Any) -> bool:
+    """True if a parent file is a scenario: its top level is a mapping with name and question.
+
+    ``data`` is the parsed document, or None when the file is not valid YAML; then its
+    text must have top-level ``name:`` and ``question:`` lines, so that the YAML problems
+    of a scenario file are reported while a file of another kind is not shown at all.
+    """
+    if data is not None:
+        return isinstance(data, dict) and {"name", "question"} <= set(data)
+    try:
+        with path.open("rb") as fh:
+            text = fh.read(MAX_FILE_BYTES).decode("utf-8", errors="replace")
+    except (OSError, ValueError):
+        return False
+    return all(re.search(rf"(?m)^{key}[ \t]*:", text) for key in ("name", "question"))
+
+
+def _not_a_scenario(path: Path, child: YamlDocument, ref: str) -> Problem:
+    """The problem of an ``extends`` that names a file that is not a scenario file."""
+    return Problem.at(
+        child,
+        ("extends",),
+        f"parent '{ref}' ({path}) is not a scenario file: 'extends' accepts only a YAML "
+        "mapping with 'name' and 'question' keys, and does not show other files "
+        f"(decouple validate {path} says more)",
+    )
+
+
 def _problem_from_text(text: str) -> Problem:
     m = re.match(r"^(.*?):(\d+):(\d+): (.*)$", text, re.DOTALL)
     if m:
@@ -999,29 +1060,74 @@ def _problem_from_text(text: str) -> Problem:
     return Problem(file, msg)
 
 
-def _find_parent(ref: str, child_display: Path, child_real: Path) -> tuple[Path, Path] | None:
-    """(display path, real path) of the parent file named by ``extends``, or None."""
-    names = [ref] if ref.endswith((".yaml", ".yml")) else [f"{ref}.yaml", f"{ref}.yml", ref]
-    for name in names:
-        real = child_real.parent / name
-        try:
-            if real.is_file():
-                display = Path(os.path.normpath(child_display.parent / name))
-                return display, real.resolve()
-        except (OSError, ValueError):  # a name the file system cannot hold
-            return None
-    return None
+def _locate_parent(
+    ref: str, doc: YamlDocument, child_display: Path, child_real: Path
+) -> tuple[Path, Path] | Problem:
+    """(display path, real path) of the parent file named by ``extends``, or the problem.
+
+    ``ref`` is a name (``baseline``) or a relative path (``sub/parent``), with ``.yaml`` or
+    ``.yml`` or without a suffix (then ``.yaml``, then ``.yml`` is tried). It is looked up in
+    the child's folder, then in the scenario library (:data:`LIBRARY_DIR`); it may go into a
+    subfolder of either but not leave it (no absolute path, no ``..`` above it). Only
+    ``.yaml`` and ``.yml`` files are found.
+    """
+    if ref.startswith(("/", "\\")) or Path(ref).is_absolute():
+        return Problem.at(doc, ("extends",), f"'{ref}' is an absolute path; {EXTENDS_RULE}")
+    norm = os.path.normpath(ref)
+    if norm == ".." or norm.startswith(("../", "..\\")):
+        return Problem.at(
+            doc, ("extends",), f"'{ref}' leads out of this file's folder; {EXTENDS_RULE}"
+        )
+    names = [norm] if norm.endswith(SCENARIO_SUFFIXES) else [norm + x for x in SCENARIO_SUFFIXES]
+    for base, shown in _extends_bases(child_display, child_real):
+        for name in names:
+            candidate = base / name
+            try:
+                if candidate.is_file():
+                    return Path(os.path.normpath(shown / name)), candidate.resolve()
+            except (OSError, ValueError):  # a name the file system cannot hold
+                continue
+    return _parent_not_found(ref, norm, doc, child_display, child_real)
+
+
+def _extends_bases(child_display: Path, child_real: Path) -> list[tuple[Path, Path]]:
+    """Where ``extends`` looks, in order: (folder, folder as shown in messages)."""
+    bases = [(child_real.parent, child_display.parent)]
+    try:
+        library = LIBRARY_DIR.resolve()
+        if library.is_dir() and library != child_real.parent.resolve():
+            bases.append((library, _shown_path(library)))
+    except (OSError, ValueError):  # pragma: no cover - an unreadable library folder
+        pass
+    return bases
+
+
+def _shown_path(path: Path) -> Path:
+    """``path`` relative to the working directory when it is inside it, else absolute."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except (OSError, ValueError):
+        return path
+
+
+def _echo(text: str) -> str:
+    """``text`` as echoed in a message: whole if short, else its start and its length."""
+    if len(text) <= MAX_ECHO:
+        return text
+    return f"{text[:MAX_ECHO]}... ({len(text):,} characters)"
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``PATH=VALUE`` (``--set``); the value is read as safe YAML.
 
-    Safe YAML means plain values such as ``1.5``, ``true`` or ``[1, 2]``.
+    Safe YAML means plain values such as ``1.5``, ``true`` or ``[1, 2]``; a tag
+    (``!!python/object``, ``!include``) is refused, never constructed. ``PATH`` is names
+    joined by dots. Messages echo the text cut to :data:`MAX_ECHO` characters.
 
     Raises:
-        ScenarioError: no ``=``, an empty path, or a value that is not safe YAML.
+        ScenarioError: no ``=``, an empty or malformed path, or a value that is not safe YAML.
     """
-    where = f"--set {text}"
+    where = "--set " + (_echo(text) if isinstance(text, str) else repr(text))
     if not isinstance(text, str) or "=" not in text:
         raise ScenarioError(
             [Problem(where, "expected PATH=VALUE, e.g. --set china.procurement_preference=1.2")]
@@ -1035,6 +1141,16 @@ def parse_override(text: str) -> tuple[str, Any]:
                     where,
                     "the parameter path before '=' is empty; "
                     "e.g. --set china.procurement_preference=1.2",
+                )
+            ]
+        )
+    if not re.match(OVERRIDE_PATH_PATTERN, path) or len(path) > 200:
+        raise ScenarioError(
+            [
+                Problem(
+                    where,
+                    f"'{_echo(path)}' is not a parameter path; a path is names joined by '.', "
+                    "e.g. china.procurement_preference (decouple params lists them)",
                 )
             ]
         )
@@ -1056,6 +1172,14 @@ def parse_override(text: str) -> tuple[str, Any]:
             if exc.problems[0].startswith("--set:")
             else exc.problems[0].split(": ", 1)[-1]
         )
+        tag = re.match(r"tag '([^']*)' is not allowed", detail)
+        if tag:
+            detail = (
+                f"a YAML tag ('{_echo(tag.group(1))}') is not allowed; a --set value is plain "
+                "YAML (a number, true or false, text, a [list] or a {mapping}); "
+                f"to pass text that starts with '!', quote it: --set '{path}=\"!...\"'"
+            )
+            raise ScenarioError([Problem(where, detail)]) from None
         raise ScenarioError([Problem(where, f"the value is not valid YAML: {detail}")]) from None
     return path, value
 
@@ -1085,9 +1209,10 @@ def load_scenario(
     chain: list[tuple[ScenarioFile, YamlDocument]] = []
     seen: list[Path] = []
     real = display.resolve() if display.exists() else display
+    child: tuple[YamlDocument, str] | None = None
     while True:
         seen.append(real)
-        sf, doc, file_problems = _read_file(display)
+        sf, doc, file_problems = _read_file(display, child)
         problems += sorted(file_problems, key=lambda p: (p.line or 0, p.col or 0))
         if sf is None or doc is None:
             break
@@ -1101,10 +1226,11 @@ def load_scenario(
                 )
             )
             break
-        found = _find_parent(sf.extends, display, real)
-        if found is None:
-            problems.append(_parent_not_found(sf.extends, doc, display, real))
+        found = _locate_parent(sf.extends, doc, display, real)
+        if isinstance(found, Problem):
+            problems.append(found)
             break
+        child = (doc, sf.extends)
         display, real = found
         if real in seen:
             cycle = " -> ".join(p.name for p in seen + [real])
@@ -1121,23 +1247,37 @@ def load_scenario(
     return _resolve(chain, overrides)
 
 
-def _parent_not_found(ref: str, doc: YamlDocument, display: Path, real: Path) -> Problem:
-    """The problem of an ``extends`` that names no file: where it looked, the nearest name."""
-    target = ref if ref.endswith((".yaml", ".yml")) else f"{ref}.yaml"
-    looked = os.path.normpath(display.parent / target)
-    ref_dir, _, ref_stem = ref.rpartition("/")
-    here = real.parent / ref_dir
-    try:
-        stems = sorted({p.stem for p in here.glob("*.yaml")} - {real.stem}) if here.is_dir() else []
-    except (OSError, ValueError):  # unreadable directory or impossible name
-        stems = []
+def _parent_not_found(ref: str, norm: str, doc: YamlDocument, display: Path, real: Path) -> Problem:
+    """The problem of an ``extends`` that names no scenario file: where it looked, the nearest."""
+    bases = _extends_bases(display, real)
+    ref_dir, _, ref_stem = norm.rpartition("/")
     prefix = f"{ref_dir}/" if ref_dir else ""
-    nearest = suggest(prefix + ref_stem.removesuffix(".yaml"), [prefix + x for x in stems])
+    stems: set[str] = set()
+    other_kind = False
+    for base, _ in bases:
+        here = base / ref_dir
+        try:
+            other_kind = other_kind or (base / norm).is_file()
+            if here.is_dir():
+                stems |= {p.stem for p in here.iterdir() if p.suffix in SCENARIO_SUFFIXES}
+        except (OSError, ValueError):  # unreadable directory or impossible name
+            pass
+    if other_kind:  # e.g. extends: notes.txt
+        return Problem.at(
+            doc,
+            ("extends",),
+            f"'{ref}' is not a .yaml or .yml file; 'extends' accepts only scenario files",
+        )
+    if not ref_dir:
+        stems.discard(real.stem)
+    stem = ref_stem.removesuffix(".yaml").removesuffix(".yml")
+    nearest = suggest(prefix + stem, sorted(prefix + x for x in stems))
+    target = norm if norm.endswith(SCENARIO_SUFFIXES) else f"{norm}.yaml"
+    places = f"{bases[0][1]}/" + "".join(f" nor in the library {b}/" for _, b in bases[1:])
     return Problem.at(
         doc,
         ("extends",),
-        f"parent scenario '{ref}' not found (no file {looked}){nearest}; "
-        "'extends' names a scenario file relative to this one, without '.yaml'",
+        f"parent scenario '{ref}' not found (no {target} in {places}){nearest}; {EXTENDS_RULE}",
     )
 
 
@@ -1240,11 +1380,11 @@ def _apply_overrides(merged: dict, overrides) -> list:
     problems: list[Problem] = []
     items: list[tuple[Any, Any, str]] = []
     if isinstance(overrides, dict):
-        items = [(p, v, f"--set {p}={_override_text(v)}") for p, v in overrides.items()]
+        items = [(p, v, f"--set {_echo(f'{p}={_override_text(v)}')}") for p, v in overrides.items()]
     else:
         for o in overrides or []:
             try:
-                items.append((*parse_override(o), f"--set {o}"))
+                items.append((*parse_override(o), f"--set {_echo(o)}"))
             except ScenarioError as exc:
                 problems += exc.details
     for p, v, shown in items:

@@ -266,8 +266,13 @@ def test_mismatched_resume_is_refused(reference, scen, tmp_path, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in (reference / "shards").iterdir()}
     args = _cli_args(scen, reference, "--jobs", "1")
 
-    code, _, err = _cli([a if a != "4" else "5" for a in args], capsys)
-    assert code == 2 and "seeds: 4 in the store, 5 asked for" in err and "Traceback" not in err
+    # more seeds extend a batch (test_extension.py); fewer are refused
+    code, _, err = _cli([a if a != "4" else "3" for a in args], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert (
+        "seeds: 4 in the store, 3 asked for (a batch can be extended with more seeds, not "
+        "reduced: choose another --out for fewer)" in err
+    )
 
     code, _, err = _cli([a if a != str(ROOT) else "99" for a in args], capsys)
     assert code == 2 and f"root entropy: {ROOT} in the store, 99 asked for" in err

@@ -434,7 +434,10 @@ def _chromium() -> str:
         return str(CHROMIUM)
     if os.environ.get("CI"):
         pytest.fail("/usr/bin/chromium is missing in CI (.ci/run installs it)")
-    pytest.skip("chromium not installed (apt-get install chromium)")
+    pytest.skip(
+        f"the report's headless-browser test needs Chromium at {CHROMIUM}: "
+        "install it with 'sudo apt-get install chromium' (CI installs it: .ci/run)"
+    )
 
 
 def _page_requests(netlog: Path) -> list[str]:

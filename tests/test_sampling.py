@@ -73,6 +73,7 @@ def test_parse_sample_spec_forms_and_errors():
         ("grid:4", "unknown method 'grid'; allowed: lhs, sobol (or none)"),
         ("lhs:x", "K must be a whole number, e.g. lhs:32"),
         ("lhs:0", "K must be at least 1"),
+        ("sobol:100001", "K must be at most 100000 (each sample's values are kept in the "),
     ):
         with pytest.raises(BatchError, match=re.escape(message)):
             parse_sample_spec(spec)

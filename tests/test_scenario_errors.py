@@ -153,9 +153,11 @@ EXPECTED: dict[str, list[str]] = {
         "'licence_pct'; a 'relax_control' event needs one",
     ],
     "missing_parent.yaml": [
-        "{B}missing_parent.yaml:3:1: extends: parent scenario '../../scenarios/basline' not found "
-        "(no file scenarios/basline.yaml) (did you mean '../../scenarios/baseline'?); "
-        "'extends' names a scenario file relative to this one, without '.yaml'",
+        "{B}missing_parent.yaml:3:1: extends: parent scenario 'basline' not found "
+        "(no basline.yaml in tests/scenarios_broken/ nor in the library scenarios/) "
+        "(did you mean 'baseline'?); 'extends' names a scenario of this file's folder or of "
+        "the library by name (e.g. baseline) or by a path into a subfolder (e.g. sub/parent), "
+        "without '.yaml'",
     ],
     "missing_question.yaml": [
         "{B}missing_question.yaml:1:1: question: missing required key 'question'; "
@@ -337,6 +339,14 @@ def test_all_at_once_reports_each_file():
     ]
 
 
+TAG_TAIL = (
+    "is not allowed; a --set value is plain YAML (a number, true or false, text, a [list] "
+    "or a {mapping}); to pass text that starts with '!', quote it: --set 'x=\"!...\"'"
+)
+PATH_TAIL = (
+    "is not a parameter path; a path is names joined by '.', "
+    "e.g. china.procurement_preference (decouple params lists them)"
+)
 SET_CASES = {
     "missing '='": (
         ["china.procurement_preference"],
@@ -405,6 +415,27 @@ SET_CASES = {
             )
         ],
     ),
+    # Input safety: a tag is refused, never constructed; a path is dotted names.
+    "python object": (
+        ['x=!!python/object/apply:os.system ["touch pwned"]'],
+        [
+            '--set x=!!python/object/apply:os.system ["touch pwned"]: a YAML tag '
+            f"('!!python/object/apply:os.system') {TAG_TAIL}"
+        ],
+    ),
+    "python name": (
+        ["x=!!python/name:os.system"],
+        [f"--set x=!!python/name:os.system: a YAML tag ('!!python/name:os.system') {TAG_TAIL}"],
+    ),
+    "include": (
+        ["x=!include ../../etc/passwd"],
+        [f"--set x=!include ../../etc/passwd: a YAML tag ('!include') {TAG_TAIL}"],
+    ),
+    "path climbing": (["../../etc=1"], [f"--set ../../etc=1: '../../etc' {PATH_TAIL}"]),
+    "tag as path": (
+        ["!!python/name:os.system=1"],
+        [f"--set !!python/name:os.system=1: '!!python/name:os.system' {PATH_TAIL}"],
+    ),
     "two bad overrides": (
         ["=3", "china.procurment_preference=1"],
         [
@@ -430,6 +461,46 @@ def test_bad_set(case):
         "",
         [f"decouple run: error: {line}" for line in expected],
     )
+    assert not (ROOT / "pwned").exists()
+
+
+def test_long_set_value_is_echoed_cut_with_its_length():
+    text = "china.procurement_preference=" + "a" * 120_000
+    code, out, err = run_cli("validate", VALID, "--set", text)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"--set {text[:80]}... (120,029 characters): parameter 'china.procurement_preference' "
+        f"expects a number, found '{'a' * 57}...'",
+        summary(1, 1),
+    ]
+
+
+def test_long_set_path_is_echoed_cut_with_its_length():
+    text = "p" * 300 + "=1"
+    code, out, err = run_cli("validate", VALID, "--set", text)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"--set {'p' * 80}... (302 characters): '{'p' * 80}... (300 characters)' {PATH_TAIL}",
+        summary(1, 1),
+    ]
+
+
+def test_unsafe_set_in_the_installed_command(tmp_path):
+    """The real command, as a shell sees it: exit 2, the message, nothing executed."""
+    exe = Path(sys.executable).with_name("decouple")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "decouple.cli"]
+    (text,), expected = SET_CASES["python object"]
+    proc = subprocess.run(
+        [*cmd, "validate", str(ROOT / VALID), "--set", text],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.splitlines() == [*expected, summary(1, 1)]
+    assert list(tmp_path.iterdir()) == []  # no 'pwned' file
 
 
 def test_good_set_is_accepted():

@@ -129,10 +129,16 @@ def test_same_quarter_events_keep_file_order_parents_first(tree):
 
 
 def test_extends_with_explicit_suffix_and_subdirectory(tree, tmp_path):
+    """A parent may be named with its suffix (.yaml or .yml) and lie in a subfolder."""
     (tmp_path / "sub").mkdir()
-    path = tmp_path / "sub" / "deep.yaml"
-    path.write_text("name: deep\nquestion: q?\nextends: ../parent.yaml\n", encoding="utf-8")
-    assert load_scenario(path).lineage == ["baseline", "parent", "deep"]
+    (tmp_path / "sub" / "mid.yml").write_text(
+        "name: mid\nquestion: q?\nextends: baseline\n", encoding="utf-8"
+    )
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: deep\nquestion: q?\nextends: sub/mid.yml\n", encoding="utf-8")
+    assert load_scenario(path).lineage == ["baseline", "mid", "deep"]
+    path.write_text("name: deep\nquestion: q?\nextends: sub/mid\n", encoding="utf-8")
+    assert load_scenario(path).lineage == ["baseline", "mid", "deep"]
 
 
 def test_errors_in_a_parent_name_the_parent(tree, tmp_path):

@@ -5,16 +5,22 @@ replicates as the baseline: ``model.run.simulate(scenario, i)`` gives replicate 
 random stream in every scenario (common random numbers), so each replicate yields a paired
 difference. For each ``expects`` entry the test takes the calendar-year mean of the output
 in each run, the paired differences scenario minus baseline, and checks the sign of their
-median. The runs are made once per session (module-scoped fixture, about 0.7 s each).
-
-This is the project's slow test (~2-3 minutes). ``python tests/test_scenario_library.py``
-prints the table of median differences without pytest.
+median. The runs are made once per session (module-scoped fixture, about 0.5 s each),
+spread over the machine's cores (a process pool) and announced on the terminal while they
+run, since they are the suite's longest set-up (about 45 s on 2 cores).
+``python tests/test_scenario_library.py`` prints the table of median differences without
+pytest.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import re
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 
@@ -67,19 +73,35 @@ def _yearly_means(cols: dict) -> dict[str, dict[int, float]]:
     return out
 
 
-def run_library(seeds=SEEDS, baseline_frame=None) -> dict[str, list[dict[str, dict[int, float]]]]:
+def _jobs() -> int:
+    """Worker processes for the library runs: the cores this process may use (at most 8)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def run_library(
+    seeds=SEEDS, baseline_frame=None, say=None, jobs=None
+) -> dict[str, list[dict[str, dict[int, float]]]]:
     """Calendar-year means of the outputs, per replicate, for the baseline and the library.
 
     Args:
         seeds: replicate indexes (the same for every scenario: paired comparisons).
         baseline_frame: the baseline's runs of these seeds as a DataFrame with a ``seed``
             column (conftest's session fixture), to avoid running the baseline twice.
+        say: called with progress text (no newline added), e.g. a terminal writer.
+        jobs: worker processes (default: one per core); 1 runs in this process. A run's
+            numbers do not depend on where it runs (each replicate has its own seed).
 
     Returns:
         ``{scenario name: per replicate, {output: {year: calendar-year mean}}}``.
     """
     from model.run import simulate
 
+    say = say or (lambda text: None)
+    seeds = list(seeds)
     results = {}
     if baseline_frame is not None:
         results["baseline"] = [
@@ -87,10 +109,27 @@ def run_library(seeds=SEEDS, baseline_frame=None) -> dict[str, list[dict[str, di
             for _, g in sorted(baseline_frame.groupby("seed"), key=lambda kv: kv[0])
         ]
         assert len(results["baseline"]) == len(seeds)
-    for path in [BASELINE, *LIBRARY]:
-        sc = _load(path)
-        if sc.name not in results:
-            results[sc.name] = [_yearly_means(simulate(sc, i)) for i in seeds]
+    todo = [sc for sc in map(_load, [BASELINE, *LIBRARY]) if sc.name not in results]
+    jobs = jobs or _jobs()
+    start = time.monotonic()
+    say(
+        f"test_scenario_library: {len(todo)} scenarios x {len(seeds)} seeds "
+        f"= {len(todo) * len(seeds)} runs on {jobs} process{'es' * (jobs > 1)}:"
+    )
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:
+            # forkserver: the pytest process may hold threads (Dask tests), so do not fork it.
+            ctx = multiprocessing.get_context(
+                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+            )
+            pool = stack.enter_context(ProcessPoolExecutor(jobs, mp_context=ctx))
+            runs = pool.map(simulate, [sc for sc in todo for _ in seeds], seeds * len(todo))
+        else:
+            runs = (simulate(sc, i) for sc in todo for i in seeds)
+        for sc in todo:
+            results[sc.name] = [_yearly_means(next(runs)) for _ in seeds]
+            say(f" {sc.name}")
+    say(f" (done in {time.monotonic() - start:.0f} s)\n")
     return results
 
 
@@ -104,8 +143,20 @@ def paired_differences(
 
 
 @pytest.fixture(scope="module")
-def results(baseline_runs):
-    return run_library(baseline_frame=baseline_runs)
+def results(baseline_runs, request):
+    """The library's runs, announced on the terminal as they finish (even under ``-q``)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    terminal = request.config.pluginmanager.getplugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if terminal is None:
+            return
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if text.startswith("test_scenario_library"):
+                terminal.write("\n")  # off the line of progress dots
+            terminal.write(text, flush=True)
+
+    return run_library(baseline_frame=baseline_runs, say=say)
 
 
 # -- the files ---------------------------------------------------------------------------
@@ -279,4 +330,4 @@ def table(results) -> str:
 
 
 if __name__ == "__main__":
-    print(table(run_library()))
+    print(table(run_library(say=lambda text: print(text, end="", file=sys.stderr, flush=True))))

@@ -326,3 +326,69 @@ def test_the_lock_is_exclusive(tmp_path):
                 pass
     with store.StoreLock(tmp_path):  # released on exit
         pass
+
+
+# ---------------------------------------------------------------------------------------
+# Integrity: digests, half-made stores, manifest field types
+# ---------------------------------------------------------------------------------------
+
+
+def test_the_digest_covers_values_names_types_and_run_keys():
+    table = _table("a", [0, 1])
+    digest = store.table_digest(table, b"runs")
+    rechunked = pa.Table.from_batches(table.to_batches(max_chunksize=1))
+    assert store.table_digest(rechunked, b"runs") == digest  # the data, not their layout
+    assert store.table_digest(table, b"other runs") != digest
+    changed = table.set_column(4, "x", pa.array([0.0, 1.0, 10.0, 11.5]))
+    assert store.table_digest(changed, b"runs") != digest
+    assert store.table_digest(table.rename_columns([*table.column_names[:4], "y"]), b"runs") != (
+        digest
+    )
+    as_int = table.set_column(4, "x", pa.array([0, 1, 10, 11]))
+    assert store.table_digest(as_int, b"runs") != digest
+
+
+def test_half_made_stores_are_recognised(tmp_path):
+    out = tmp_path / "s"
+    (out / store.SHARDS).mkdir(parents=True)
+    (out / store.LOCK).touch()
+    (out / f".{store.MANIFEST}.12.part").write_text("{")
+    (out / store.SHARDS / ".a.parquet.12.part").write_bytes(b"x")
+    (out / store.RESOLVED).mkdir()
+    (out / store.RESOLVED / "a.yaml").write_text("name: a\n")
+    assert store.half_made(out) and store.read_manifest(out) is None
+    store.clear_half_made(out)
+    left = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    assert left == {
+        store.LOCK,
+        f"{store.SHARDS}/.a.parquet.12.part",  # prepare_shards removes those
+        store.RESOLVED,
+        store.SHARDS,
+    }
+    (out / store.SHARDS / "a.parquet").write_bytes(b"data")  # data: not half-made
+    assert not store.half_made(out)
+    with pytest.raises(BatchError, match="not a batch store"):
+        store.read_manifest(out)
+
+
+def test_manifest_field_problems_name_the_field():
+    fields = store.BATCH_MANIFEST_FIELDS
+    good = {"kind": "batch", "seeds": 3, "scenarios": {"a": {"hash": "h"}}, "resumed": [{}]}
+    assert store.manifest_field_problem(good, fields) is None
+    cases = {
+        "seeds": (
+            {"seeds": True},
+            "field 'seeds' is true or false (true); expected a whole number",
+        ),
+        "nested": (
+            {"scenarios": {"a": {"hash": 5}}},
+            "field 'scenarios.a.hash' is a whole number (5); expected a string",
+        ),
+        "item": (
+            {"resumed": ["x"]},
+            "field 'resumed[0]' is a string (\"x\"); expected a JSON object",
+        ),
+        "null": ({"samples": {"n": None}}, "field 'samples.n' is null; expected a whole number"),
+    }
+    for name, (manifest, message) in cases.items():
+        assert store.manifest_field_problem(manifest, fields) == message, name
