@@ -31,8 +31,8 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 
 help:
 	@echo "make run     build .venv (once), run every library scenario x SEEDS seeds (default 50;"
-	@echo "             3-5 minutes on 2 cores) and write the HTML report"
-	@echo "make test    build .venv (once) and run the test suite (3-4 minutes on 2 cores)"
+	@echo "             4-6 minutes on 2 cores) and write the HTML report"
+	@echo "make test    build .venv (once) and run the test suite (3-6 minutes on 2 cores)"
 	@echo "make batch   every library scenario x SEEDS seeds (default 20) into runs/library,"
 	@echo "             resumed if interrupted"
 	@echo "make lint    ruff check (100-character lines, Google docstrings)"

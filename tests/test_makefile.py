@@ -21,8 +21,8 @@ needs_make = pytest.mark.skipif(MAKE is None, reason="GNU make is not installed"
 
 HELP = [
     "make run     build .venv (once), run every library scenario x SEEDS seeds (default 50;",
-    "             3-5 minutes on 2 cores) and write the HTML report",
-    "make test    build .venv (once) and run the test suite (3-4 minutes on 2 cores)",
+    "             4-6 minutes on 2 cores) and write the HTML report",
+    "make test    build .venv (once) and run the test suite (3-6 minutes on 2 cores)",
     "make batch   every library scenario x SEEDS seeds (default 20) into runs/library,",
     "             resumed if interrupted",
     "make lint    ruff check (100-character lines, Google docstrings)",

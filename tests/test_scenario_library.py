@@ -284,6 +284,20 @@ def test_init_only_prefixes_match_the_model(monkeypatch):
     assert stale == [], "these INIT_ONLY_PREFIXES name no parameter"
 
 
+def test_library_runs_say_their_progress_and_match_in_a_pool(monkeypatch):
+    """The set-up announces its runs; a pool gives the very numbers of one process."""
+    monkeypatch.setattr(sys.modules[__name__], "LIBRARY", [SCENARIOS / "detente.yaml"])
+    said: list[str] = []
+    pooled = run_library(seeds=[3], say=said.append, jobs=2)
+    text = "".join(said)
+    assert re.fullmatch(
+        r"test_scenario_library: 2 scenarios x 1 seeds = 2 runs on 2 processes: "
+        r"baseline detente \(done in \d+ s\)\n",
+        text,
+    ), text
+    assert pooled == run_library(seeds=[3], jobs=1)
+
+
 # -- the effects -------------------------------------------------------------------------
 
 
