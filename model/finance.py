@@ -254,7 +254,9 @@ def invest_and_build(
     used_req = req_spend * tools["fraction"]
     rounds = [(req_rows, req_col, used_req)]
     if model.p["firm_finance.fallback_investment"]:
-        rounds += _fallback_rounds(model, tools, req_rows, req_spend - used_req, req_gen, best, security)
+        rounds += _fallback_rounds(
+            model, tools, req_rows, req_spend - used_req, req_gen, best, security
+        )
     rows = np.concatenate([r for r, _, _ in rounds])
     cols = np.concatenate([c for _, c, _ in rounds])
     used = np.concatenate([u for _, _, u in rounds])
@@ -265,11 +267,11 @@ def invest_and_build(
 
 
 def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
-    """Re-place capex that could not be equipped: at the best node the firm's tools allow,
-    then at the mature tier's best node; what still cannot be placed stays in cash.
+    """Re-place capex that could not be equipped, at the best node the firm's tools allow.
 
-    A fab whose tools are blocked at its best node builds what it can equip (SMIC kept
-    adding 28 nm capacity after its 2020 listing) rather than building nothing. Each round
+    Then at the mature tier's best node; what still cannot be placed stays in cash. A fab
+    whose tools are blocked at its best node builds what it can equip (SMIC kept adding
+    28 nm capacity after its 2020 listing) rather than building nothing. Each round
     buys from what is left of the domestic tool pool, and its purchases are added to
     ``tools``. Returns ``[(rows, vintage columns, capex placed)]`` per round.
     """
@@ -286,7 +288,9 @@ def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
         got = buy_tools(model, r, s, g, best, security, domestic_used=tools["domestic"])
         placed = s * got["fraction"]
         _add_purchases(tools, got)
-        col = np.where(model.firms.line[r] == FIRM_LINE_INDEX["foundry"], vintage_column(g), VINTAGE_BASE)
+        col = np.where(
+            model.firms.line[r] == FIRM_LINE_INDEX["foundry"], vintage_column(g), VINTAGE_BASE
+        )
         out.append((r, col, placed))
         unplaced = unplaced.copy()
         unplaced[again] -= placed
@@ -366,8 +370,11 @@ def firm_appetite(model) -> np.ndarray:
 
 
 def private_weights(model, live: np.ndarray) -> np.ndarray:
-    """How private capital spreads over firms: it follows sales (F21: STAR listings of firms
-    with revenue), and mostly sales of firms that are growing, which can use it."""
+    """How private capital spreads over firms: by sales, mostly of growing firms.
+
+    It follows sales (F21: STAR listings of firms with revenue), and mostly the sales of
+    firms that are growing, which can use it.
+    """
     p = model.p
     f = model.firms
     n = f.n
@@ -386,10 +393,20 @@ def investable_share(model, live: np.ndarray) -> float:
     """
     f = model.firms
     n = f.n
-    floor = model.p["firm_finance.minimum_scale_usd_bn"] * model.p["china_firms.real_firms_per_agent"]
+    floor = (
+        model.p["firm_finance.minimum_scale_usd_bn"] * model.p["china_firms.real_firms_per_agent"]
+    )
     sales = np.where(live, f.revenue_usd_bn[:n] + floor, 0.0)
     total = sales.sum()
     return float((sales * firm_appetite(model)).sum() / total) if total > 0 else 0.0
+
+
+def idle_cash(model) -> np.ndarray:
+    """Each firm's cash beyond its working reserve (``cash_reserve_quarters`` of revenue)."""
+    f = model.firms
+    n = f.n
+    reserve = model.p["firm_finance.cash_reserve_quarters"] * f.revenue_usd_bn[:n]
+    return np.where(f.alive[:n], np.maximum(0.0, f.cash_usd_bn[:n] - reserve), 0.0)
 
 
 def return_idle_cash(model) -> float:
@@ -402,9 +419,7 @@ def return_idle_cash(model) -> float:
     p = model.p
     f = model.firms
     n = f.n
-    reserve = p["firm_finance.cash_reserve_quarters"] * f.revenue_usd_bn[:n]
-    excess = np.maximum(0.0, f.cash_usd_bn[:n] - reserve)
-    back = excess * p["firm_finance.idle_cash_return_pct_per_quarter"] / 100.0
+    back = idle_cash(model) * p["firm_finance.idle_cash_return_pct_per_quarter"] / 100.0
     f.cash_usd_bn[:n] -= back
     return float(back.sum())
 

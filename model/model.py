@@ -35,12 +35,12 @@ from .governments import AllyGovernment, ChinaGovernment, USGovernment
 from .market import (
     clear,
     domestic_discount_pct,
-    relocation_step,
-    unmet_paths,
     domestic_preference,
     reachable_share,
+    relocation_step,
     safe_share,
     tier_shares,
+    unmet_paths,
     with_exports,
     world_market_usd_bn_per_year,
 )
@@ -321,9 +321,7 @@ class DecouplingModel(mesa.Model):
         shock_sd = p["demand.quarterly_shock_sd_pct"] / 100.0
         self.demand_shock = p["demand.shock_persistence"] * self.demand_shock + self.stream(
             "demand"
-        ).normal(
-            0.0, shock_sd
-        )
+        ).normal(0.0, shock_sd)
         world_q = world_market_usd_bn_per_year(p, self.year_float) / QUARTERS_PER_YEAR
         self._relocate_assembly()
         total = world_q * p["demand.china_share_of_world_pct"] / 100.0 * math.exp(self.demand_shock)
@@ -432,20 +430,18 @@ class DecouplingModel(mesa.Model):
             p["sourcing.substitution_max_pct"] / 100.0,
             p["controls.grey_import_pct"] / 100.0,
         )
-        self._grey_revenue(q, listed_b, blocked_origin)
+        self._grey_revenue(q)
 
-    def _grey_revenue(self, q: Quarter, listed_b: np.ndarray, blocked_origin: dict) -> None:
-        """Grey imports are chips of the origins controls block, bought through third
-        countries: their value goes to those origins' firms."""
-        grey = q.chips.unmet.grey
-        for (item, listed), blocked in blocked_origin.items():
-            k = CHIP_ITEMS.index(item)
-            bought = grey[listed_b == listed, k].sum()
-            split = blocked * self.foreign_share[item]
-            if bought > 0 and split.sum() > 0:
-                by_origin = bought * split / split.sum()
-                q.foreign_by_origin += by_origin
-                q.revenue_by_item[item] += by_origin
+    def _grey_revenue(self, q: Quarter) -> None:
+        """Grey imports are booked to ``other`` (third-country intermediaries).
+
+        Not as the blocked origins' firms' China revenue, which is what F26's lobbying weighs.
+        """
+        grey = q.chips.unmet.grey.sum(axis=0)
+        other = ORIGINS.index("other")
+        for k, item in enumerate(CHIP_ITEMS):
+            q.foreign_by_origin[other] += grey[k]
+            q.revenue_by_item[item][other] += grey[k]
 
     def _chips_blocked(self, q: Quarter, listed_b: np.ndarray) -> dict:
         """``{(chip item, listed): (origins,) blocked share}`` for the buyer kinds present."""
@@ -693,7 +689,6 @@ class DecouplingModel(mesa.Model):
 
     def _finance(self, q: Quarter) -> None:
         """Mechanism 5: state and private money, talent, capex, tools, capacity built."""
-        p = self.p
         f = self.firms
         n = f.n
         self.stockpile.new_quarter()
@@ -720,8 +715,6 @@ class DecouplingModel(mesa.Model):
             firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
         stocked = self._stock_up(q, tools)
         located_capex = self._grow_foreign_fabs(q)
-        self._diag_located, self._diag_capex = located_capex, tools["capex_usd_bn"]
-        self._diag_returned = tools["cash_returned_usd_bn"]
         q.money.foreign_tools_usd_bn = (
             tools["foreign"]["litho_equipment"]
             + tools["foreign"]["other_equipment"]
@@ -750,7 +743,9 @@ class DecouplingModel(mesa.Model):
             amount = stockpile.buy_for_stock(pile, item, target, fill)
             if amount > 0:
                 args = (self.china_best_gen, self.quarter, self.compliance, self.us_technology)
-                split = (1.0 - self.regime.blocked(item, False, *args)[0]) * self.foreign_share[item]
+                split = (1.0 - self.regime.blocked(item, False, *args)[0]) * self.foreign_share[
+                    item
+                ]
                 by_origin = amount * split / split.sum() if split.sum() > 0 else 0.0 * split
                 q.foreign_by_origin += by_origin
                 q.revenue_by_item[item] += by_origin

@@ -227,7 +227,8 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
     (MARKETS, Output(
         "unmet_grey_imports_usd_bn", "US$ bn", "Unmet demand: grey imports",
         "the part of unmet demand bought through third countries (`controls.grey_import_pct` "
-        "of what substitution leaves); its value goes to the blocked origins' firms",
+        "of what substitution leaves), from third-country intermediaries (not counted as the "
+        "blocked origins' firms' China revenue)",
         FLOW)),
     (MARKETS, Output(
         "unmet_lost_sales_usd_bn", "US$ bn", "Unmet demand: lost",

@@ -128,9 +128,7 @@ class ExportControlRegime(mesa.Agent):
         Returns:
             Array (n, origins) of blocked shares in [0, 1].
         """
-        index, rows = self.blocked_rows(
-            item, listed, gen, quarter, compliance, us_technology
-        )
+        index, rows = self.blocked_rows(item, listed, gen, quarter, compliance, us_technology)
         return rows[index]
 
     def blocked_rows(
@@ -238,9 +236,7 @@ class ExportControlRegime(mesa.Agent):
     def _build_tables(self, quarter, compliance, us_technology):
         """Build the tables :meth:`_open_tables` caches (see there for their layout)."""
         rules = self._rule_arrays()
-        open_factor, binds = self._open_factors(
-            rules, quarter, compliance, us_technology
-        )
+        open_factor, binds = self._open_factors(rules, quarter, compliance, us_technology)
         binding = np.nonzero(binds)[0]
         rule_thresholds = rules["threshold_gen"][binding]
         thresholds = np.array(sorted(set(rule_thresholds.tolist())), dtype=float)

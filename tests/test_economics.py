@@ -55,7 +55,9 @@ def test_fallback_investment_builds_what_fabs_can_equip(baseline, base):
 def test_co_investment_carries_the_equipment_market(baseline, base):
     off = _with(
         _short(baseline),
-        **{"firm_finance.fab_co_investment_ratio": {"foundry": 0.0, "memory": 0.0, "compound": 0.0}},
+        **{
+            "firm_finance.fab_co_investment_ratio": {"foundry": 0.0, "memory": 0.0, "compound": 0.0}
+        },
     )
     d = _paired(base, off, "fab_equipment_purchases_usd_bn", [2021, 2022], "sum")
     assert (d < -5.0).all(), d
@@ -112,7 +114,9 @@ def test_the_demand_cycle_swings_like_wsts(base):
 
 
 def test_unmet_paths_add_up(base):
-    paths = base[["unmet_substituted_usd_bn", "unmet_grey_imports_usd_bn", "unmet_lost_sales_usd_bn"]]
+    paths = base[
+        ["unmet_substituted_usd_bn", "unmet_grey_imports_usd_bn", "unmet_lost_sales_usd_bn"]
+    ]
     assert np.allclose(paths.sum(axis=1), base["unmet_demand_usd_bn"])
 
 
@@ -126,16 +130,37 @@ def test_equipment_market_at_semis_scale(base, year, semi_usd_bn):
     assert 0.7 * semi_usd_bn <= value <= 1.3 * semi_usd_bn, value
 
 
-def test_idle_cash_is_a_small_fraction_of_a_years_investment(base):
-    """Cash beyond a quarter of revenue (the working reserve) is under a third of a year's
-    fab-equipment purchases, every year from 2021."""
-    cash = base[base["year"] >= 2021].groupby(["seed", "year"])["china_firm_cash_usd_bn"].mean()
-    equipment = base[base["year"] >= 2021].groupby(["seed", "year"])[
-        "fab_equipment_purchases_usd_bn"
-    ].sum()
-    assert float((cash / equipment).median()) < 1.5  # total cash, reserve included
+def test_idle_cash_is_a_small_fraction_of_a_years_investment(baseline):
+    """Cash beyond the working reserve stays under half a year's equipment purchases.
+
+    The working reserve is a quarter of revenue; measured: 0.2-0.4 of the year's
+    fab-equipment purchases in 2021-2030 (median over seeds), highest after the 2024 rules.
+    """
+    from model import finance
+    from model.model import DecouplingModel
+    from model.run import replicate_seed
+
+    ratios = []
+    for seed in range(3):
+        model = DecouplingModel(_short(baseline), rng=replicate_seed(99, seed))
+        idle, equipment = {}, {}
+        record = model.recorder.record
+
+        def watch(q, model=model, record=record, idle=idle, equipment=equipment):
+            record(q)
+            year = q.ordinal // 4
+            idle[year] = float(finance.idle_cash(model).sum())
+            spent = q.money.domestic_tools_usd_bn + q.money.foreign_tools_usd_bn
+            equipment[year] = equipment.get(year, 0.0) + spent
+
+        model.recorder.record = watch
+        model.run_for(model.end_q - model.start_q + 1)
+        ratios.append([idle[y] / equipment[y] for y in range(2021, 2031)])
+    assert float(np.median(ratios, axis=0).max()) < 0.5, np.median(ratios, axis=0)
 
 
 def test_domestic_lithography_stays_small_without_an_adequate_scanner(base):
-    value = float(_yearly(base, "self_sufficiency_segment_litho_equipment_pct", range(2021, 2031)).max())
+    value = float(
+        _yearly(base, "self_sufficiency_segment_litho_equipment_pct", range(2021, 2031)).max()
+    )
     assert value < 15.0, value

@@ -1,4 +1,4 @@
-"""Export-control rules: who complies, leakage, reach and thresholds (stockpiles: test_stockpile)."""
+"""Export-control rules: who complies, leakage, reach and thresholds (stockpiles elsewhere)."""
 
 from __future__ import annotations
 

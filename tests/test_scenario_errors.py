@@ -245,7 +245,7 @@ EXPECTED: dict[str, list[str]] = {
         "{B}typo_event_key.yaml:8:5: events[0].threshhold_nm: unknown key 'threshhold_nm' "
         "(did you mean 'threshold_nm'?); allowed keys: at, id, note, source, action, item, "
         "target, threshold_nm, coverage_pct, licence_pct, foreign_direct_product, enforced_by, "
-        "regime",
+        "regime, announced",
     ],
     "typo_top_key.yaml": [
         "{B}typo_top_key.yaml:1:1: question: missing required key 'question'; "
@@ -274,7 +274,7 @@ EXPECTED: dict[str, list[str]] = {
         "other_equipment, materials, found 'litho_equipmnt' (did you mean 'litho_equipment'?)",
     ],
     "unknown_output.yaml": [
-        "{B}unknown_output.yaml:5:6: expects[0].output: expected one of the 45 names listed in "
+        "{B}unknown_output.yaml:5:6: expects[0].output: expected one of the 50 names listed in "
         "docs/outputs.md, found 'selfsufficiency_pct' (did you mean 'self_sufficiency_pct'?)",
     ],
     "unknown_parameter.yaml": [
