@@ -252,15 +252,17 @@ def invest_and_build(
     req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
     tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
     used_req = req_spend * tools["fraction"]
-    rounds = [(req_rows, req_col, used_req)]
+    rounds = [(req_rows, req_col, used_req, req_gen)]
     if model.p["firm_finance.fallback_investment"]:
         rounds += _fallback_rounds(
             model, tools, req_rows, req_spend - used_req, req_gen, best, security
         )
-    rows = np.concatenate([r for r, _, _ in rounds])
-    cols = np.concatenate([c for _, c, _ in rounds])
-    used = np.concatenate([u for _, _, u in rounds])
-    _build(model, honest & ~fab, spend, rows, cols, used, talent_factor)
+    rows = np.concatenate([r for r, _, _, _ in rounds])
+    cols = np.concatenate([c for _, c, _, _ in rounds])
+    used = np.concatenate([u for _, _, u, _ in rounds])
+    gens = np.concatenate([g for _, _, _, g in rounds])
+    cost = multipatterning_factor(model, rows, gens, best)
+    _build(model, honest & ~fab, spend, rows, cols, used, talent_factor, cost)
     tools["capex_usd_bn"] = float(used.sum())
     tools["cash_returned_usd_bn"] = return_idle_cash(model)
     return tools
@@ -273,7 +275,7 @@ def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
     whose tools are blocked at its best node builds what it can equip (SMIC kept adding
     28 nm capacity after its 2020 listing) rather than building nothing. Each round
     buys from what is left of the domestic tool pool, and its purchases are added to
-    ``tools``. Returns ``[(rows, vintage columns, capex placed)]`` per round.
+    ``tools``. Returns ``[(rows, vintage columns, capex placed, generations)]`` per round.
     """
     out = []
     listed = model.firms.listed[rows]
@@ -291,7 +293,7 @@ def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
         col = np.where(
             model.firms.line[r] == FIRM_LINE_INDEX["foundry"], vintage_column(g), VINTAGE_BASE
         )
-        out.append((r, col, placed))
+        out.append((r, col, placed, g))
         unplaced = unplaced.copy()
         unplaced[again] -= placed
         gen = np.where(again, target, gen)
@@ -468,12 +470,42 @@ def co_investment_ratio(model) -> np.ndarray:
     return np.array([float(ratio.get(name, 0.0)) for name in FIRM_LINES])
 
 
-def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor) -> None:
+def single_exposure_gen(model, best: np.ndarray, listed: bool) -> float:
+    """Highest generation a (listed) fab can print in one exposure with the scanners it gets.
+
+    Foreign scanners where enough supply is open, else domestic ones.
+    """
+    from .technology import foreign_access_gen
+
+    domestic = best[FIRM_LINE_INDEX["litho_equipment"]]
+    return max(foreign_access_gen(model, "litho_equipment", listed), domestic)
+
+
+def multipatterning_factor(model, rows: np.ndarray, gens: np.ndarray, best: np.ndarray):
+    """Capex per unit of capacity, relative to single exposure, for each request.
+
+    Building beyond what the fab's scanners print in one exposure takes multipatterning
+    (up to ``frontier.multipatterning_bonus_generations``): more passes per wafer and lower
+    yields, so each generation beyond costs ``technology.multipatterning_cost_pct_per_generation``
+    more capex per unit of output.
+    """
+    listed = model.firms.listed[rows]
+    single = np.where(
+        listed, single_exposure_gen(model, best, True), single_exposure_gen(model, best, False)
+    )
+    beyond = np.maximum(0.0, gens - single)
+    return 1.0 + model.p["technology.multipatterning_cost_pct_per_generation"] / 100.0 * beyond
+
+
+def _build(
+    model, plain_mask, spend, req_rows, req_col, used_req, talent_factor, cost_factor
+) -> None:
     """Spend the cash, queue the capacity it buys, complete part of the queue, depreciate.
 
     ``plain_mask`` marks honest firms outside the fab lines: they spend what they want
     without controlled tools. ``used_req`` is project capex placed; the firm pays its own
-    share of it (the rest is co-investors').
+    share of it (the rest is co-investors'); ``cost_factor`` scales each request's capex per
+    unit of output (multipatterning).
     """
     p = model.p
     f = model.firms
@@ -485,9 +517,8 @@ def _build(model, plain_mask, spend, req_rows, req_col, used_req, talent_factor)
     own_share = 1.0 / (1.0 + co_investment_ratio(model))
     np.add.at(used, req_rows, used_req * own_share[line[req_rows]])
     f.cash_usd_bn[:n] -= used
-    np.add.at(
-        f.pending[:n], (req_rows, req_col), used_req / (kappa[line[req_rows]] * QUARTERS_PER_YEAR)
-    )
+    per_output = kappa[line[req_rows]] * QUARTERS_PER_YEAR * cost_factor
+    np.add.at(f.pending[:n], (req_rows, req_col), used_req / per_output)
     plain = np.nonzero(plain_mask)[0]
     f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
     # A quarter completes at most what is queued, however fast talent lets firms build.

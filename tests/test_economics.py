@@ -164,3 +164,25 @@ def test_domestic_lithography_stays_small_without_an_adequate_scanner(base):
         _yearly(base, "self_sufficiency_segment_litho_equipment_pct", range(2021, 2031)).max()
     )
     assert value < 15.0, value
+
+
+def test_multipatterning_costs_capacity_beyond_single_exposure(baseline, base):
+    """Off (multipatterned nodes as cheap as single exposure), more leading-tier capacity."""
+    off = _with(_short(baseline), **{"technology.multipatterning_cost_pct_per_generation": 0})
+    d = _paired(base, off, "self_sufficiency_tier_leading_pct", range(2025, 2031))
+    assert (d > 0.0).all(), d
+
+
+def test_no_segment_turns_near_totally_domestic_within_five_years_of_a_rule(base):
+    """The segments the 2019-2024 rules cover stay well short of all-domestic supply.
+
+    Through 2029, five years after the last of them: EDA/IP, lithography, other tools and
+    the equipment market as a whole. (Packaging, not controlled, is mostly Chinese already.)
+    """
+    columns = [
+        f"self_sufficiency_segment_{s}_pct"
+        for s in ("eda_ip", "litho_equipment", "other_equipment")
+    ]
+    columns.append("domestic_equipment_share_pct")
+    worst = {c: float(_yearly(base, c, range(2025, 2030)).median()) for c in columns}
+    assert max(worst.values()) < 80.0, worst
