@@ -31,13 +31,15 @@ OUTPUTS = ("self_sufficiency_pct", "self_sufficiency_china_hq_pct")
 YEAR = 2030
 STEP = 0.3
 ROOT_ENTROPY = 424242
+#: Parameters that are dates (when a figure applies), not levers.
+CALENDAR_DATES = ("reference_year", "start_year", "pace_break_year")
 
 
 def levers() -> list[tuple[str, float, float]]:
     """``(path, low value, high value)`` for every numeric scalar (and mapping key)."""
     out = []
     for p in P.defaults().values():
-        if isinstance(p.value, bool) or p.path.endswith(("_year", "reference_year")):
+        if isinstance(p.value, bool) or p.path.endswith(CALENDAR_DATES):
             continue
         items = (
             [(p.path, p.value)]
