@@ -19,6 +19,7 @@ from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, in_line
 from .market import clear, domestic_preference
 from .stockpile import stock_cover
 from .taxonomy import MATURE_BEST_GEN
+from .technology import domestic_input_gens, foreign_access_gen
 
 #: Tolerance when comparing node generations computed along different paths.
 GEN_TOLERANCE = 1e-9
@@ -161,9 +162,7 @@ def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used
     are the rows of a single-column market: one domestic tool pool serves them all.
     """
     p = model.p
-    dom_gen = best[FIRM_LINE_INDEX[item]]
-    if item == "litho_equipment":
-        dom_gen = dom_gen + p["frontier.multipatterning_bonus_generations"]
+    dom_gen = domestic_input_gens(p, best)[item]
     adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
     gap = np.maximum(0.0, gen - dom_gen)
     want = domestic_preference(
@@ -318,15 +317,11 @@ def equip_ceiling_gen(model, best: np.ndarray, listed: bool) -> float:
     ``controls.access_minimum_pct``) and what domestic tool makers can make (lithography
     with multipatterning); the fab needs both items, so the lower of the two.
     """
-    from .technology import foreign_access_gen
-
-    p = model.p
-    domestic = {
-        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]]
-        + p["frontier.multipatterning_bonus_generations"],
-        "other_equipment": best[FIRM_LINE_INDEX["other_equipment"]],
-    }
-    return min(max(foreign_access_gen(model, item, listed), domestic[item]) for item in domestic)
+    domestic = domestic_input_gens(model.p, best)
+    return min(
+        max(foreign_access_gen(model, item, listed), domestic[item])
+        for item in ("litho_equipment", "other_equipment")
+    )
 
 
 def _cash_flow(model, state_money, state_rd, private) -> None:
@@ -475,8 +470,6 @@ def single_exposure_gen(model, best: np.ndarray, listed: bool) -> float:
 
     Foreign scanners where enough supply is open, else domestic ones.
     """
-    from .technology import foreign_access_gen
-
     domestic = best[FIRM_LINE_INDEX["litho_equipment"]]
     return max(foreign_access_gen(model, "litho_equipment", listed), domestic)
 

@@ -691,7 +691,6 @@ class DecouplingModel(mesa.Model):
         """Mechanism 5: state and private money, talent, capex, tools, capacity built."""
         f = self.firms
         n = f.n
-        self.stockpile.new_quarter()
         state_total, state_lost, targeted = self.china.budget()
         state_money, state_rd = finance.distribute_state_money(
             self, state_total - state_lost, targeted

@@ -55,31 +55,21 @@ class ToolStockpile:
         stock: tools in stock.
         reference: recent quarterly foreign purchases (an exponential average), which
             sizes the stock buyers aim for.
-        bought, drawn: this quarter's purchases for the stock and draws from it.
     """
 
     items: tuple[str, ...]
     stock: dict[str, float] = field(default_factory=dict)
     reference: dict[str, float] = field(default_factory=dict)
-    bought: dict[str, float] = field(default_factory=dict)
-    drawn: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         for item in self.items:
             self.stock.setdefault(item, 0.0)
             self.reference.setdefault(item, 0.0)
-        self.new_quarter()
-
-    def new_quarter(self) -> None:
-        """Reset the quarter's tallies."""
-        self.bought = {item: 0.0 for item in self.items}
-        self.drawn = {item: 0.0 for item in self.items}
 
     def draw(self, item: str, amount: float) -> float:
         """Take up to ``amount`` from the stock; returns what was taken."""
         taken = min(self.stock[item], max(0.0, amount))
         self.stock[item] -= taken
-        self.drawn[item] += taken
         return taken
 
 
@@ -124,7 +114,6 @@ def buy_for_stock(pile: ToolStockpile, item: str, target_q: float, fill_share: f
     gap = target_q * pile.reference[item] - pile.stock[item]
     amount = max(0.0, gap) * fill_share
     pile.stock[item] += amount
-    pile.bought[item] += amount
     return amount
 
 

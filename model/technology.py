@@ -128,6 +128,17 @@ def tier_generations(china_best_gen, line_best, frontier, compound_frontier):
     return domestic, reference
 
 
+def domestic_input_gens(p: dict, best: np.ndarray) -> dict[str, float]:
+    """Highest generation Chinese makers of each node input can serve, by item.
+
+    Lithography reaches ``frontier.multipatterning_bonus_generations`` past its
+    single-exposure node by multipatterning (SMIC's DUV 7 nm).
+    """
+    out = {item: float(best[FIRM_LINE_INDEX[item]]) for item in NODE_INPUTS}
+    out["litho_equipment"] += p["frontier.multipatterning_bonus_generations"]
+    return out
+
+
 def node_ceilings(model, best: np.ndarray) -> np.ndarray:
     """Per-firm ceiling generation from the tools and design software each fab can get."""
     p = model.p
@@ -138,12 +149,7 @@ def node_ceilings(model, best: np.ndarray) -> np.ndarray:
     fab = in_lines(f.line[:n], (FOUNDRY, MEMORY))
     if not fab.any():
         return ceiling
-    domestic = {
-        "litho_equipment": best[FIRM_LINE_INDEX["litho_equipment"]]
-        + p["frontier.multipatterning_bonus_generations"],
-        "other_equipment": best[FIRM_LINE_INDEX["other_equipment"]],
-        "eda_ip": best[FIRM_LINE_INDEX["eda_ip"]],
-    }
+    domestic = domestic_input_gens(p, best)
     for listed in (False, True):
         rows = fab & (f.listed[:n] == listed)
         if not rows.any():
