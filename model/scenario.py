@@ -29,6 +29,9 @@ Merge rules for ``extends`` (the chain is applied root first, each child on top)
   quarter in file order, parents' first. Event ids must be unique in the resolved scenario.
 * ``sources``: appended, duplicates removed.
 * ``expects``: the child's own only (an expectation is about one scenario's effect).
+* ``explanation``: the child's own only, for the same reason: it says why this scenario's
+  result is what it is (the report prints it beside the effect), and a parent's reason
+  does not explain a child's different result.
 * ``--set PATH=VALUE`` overrides (``decouple run``, ``decouple validate``) are applied last:
   they win over every file and remove PATH from ``uncertain``.
 
@@ -426,6 +429,7 @@ class ScenarioFile(_Strict):
     drop_events: list[Identifier] = []
     uncertain: dict[str, Distribution] = {}
     expects: list[Expectation] = []
+    explanation: Text | None = None
 
 
 class Scenario(_Strict):
@@ -442,6 +446,9 @@ class Scenario(_Strict):
     events: list[Event] = []  # type: ignore[valid-type]
     uncertain: dict[str, Distribution] = {}
     expects: list[Expectation] = []
+    #: Why the result is what it is, for readers of the report (None: not given; left out
+    #: of the hash then, so scenarios without one keep their hash).
+    explanation: str | None = None
 
     @field_validator("events")
     @classmethod
@@ -1306,7 +1313,7 @@ def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, i
 
     Scalars: the last file that sets them wins; parameters and uncertain ranges merge by
     path (a fixed value cancels an inherited range); events accumulate after ``drop_events``;
-    sources accumulate; ``expects`` are the last file's own.
+    sources accumulate; ``expects`` and ``explanation`` are the last file's own.
     """
     problems: list[Problem] = []
     merged: dict[str, Any] = {
@@ -1339,6 +1346,7 @@ def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, i
         problems += _merge_events(sf, doc, merged, origin)
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)
+        merged["explanation"] = sf.explanation
     merged["lineage"] = names
     return merged, origin, problems
 

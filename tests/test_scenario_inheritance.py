@@ -238,3 +238,36 @@ def test_child_with_earlier_end_drops_parents_later_events(tmp_path):
         f"{child}:6:6: events[0].at: event 'us_pressure' at 2017Q1 "
         "is after the horizon's end 2016Q4; move it or extend 'end'"
     ]
+
+
+def test_explanation_is_the_files_own_and_validated(tree):
+    """``explanation`` is the file's own, must be text, and is left out when absent.
+
+    A parent's reason does not explain a child's result, and a scenario without one keeps
+    its hash.
+    """
+    parent = tree(
+        "explained",
+        """\
+        name: explained
+        question: A parent with a reason?
+        extends: baseline
+        explanation: Because the parent's mechanism says so.
+        """,
+    )
+    child = tree(
+        "quiet_child",
+        """\
+        name: quiet_child
+        question: A child without one?
+        extends: explained
+        """,
+    )
+    assert load_scenario(parent).explanation == "Because the parent's mechanism says so."
+    sc = load_scenario(child)
+    assert sc.explanation is None and "explanation" not in sc.to_dict()
+    plain = load_scenario(tree("plain", "name: plain\nquestion: Plain?\nextends: baseline\n"))
+    assert "explanation" not in plain.to_dict()
+    bad = tree("bad", "name: bad\nquestion: Bad?\nextends: baseline\nexplanation: [1, 2]\n")
+    with pytest.raises(ScenarioError, match="explanation"):
+        load_scenario(bad)
