@@ -19,6 +19,12 @@ Conventions (documented for readers in ``docs/report.md``):
 * **Thresholds.** A run has "reached X% self-sufficiency by year Y" when the calendar-year
   mean of its quarterly ``self_sufficiency_pct`` is >= X in Y or in any earlier year. A
   run that later falls back below X still counts as having reached it.
+* **Monte-Carlo error.** Every estimate from a finite number of runs carries its own error:
+  threshold probabilities get a Wilson score interval (``scipy.stats.binomtest``), and
+  quantiles (medians, band ends, median paired differences) a distribution-free
+  order-statistic interval (``scipy.stats.quantile_test``), both at
+  :data:`MC_CONFIDENCE`. An interval end that the runs cannot bound (too few runs for that
+  quantile at that confidence) is NaN: "more runs needed", never a made-up number.
 
 All functions are vectorised (groupby / quantile / merge); none loops over rows.
 """
@@ -35,6 +41,7 @@ from model.parameters import default_value
 from model.taxonomy import ALLIES, COUNTRIES, TIERS, UPSTREAM  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    import numpy as np
     import pandas as pd
 
 #: Named quantiles reported everywhere: column name -> probability.
@@ -63,6 +70,16 @@ THRESHOLDS_PCT: tuple[float, ...] = (
 )
 THRESHOLD_YEARS: tuple[int, ...] = (2030, 2035)
 SUMMARY_YEARS: tuple[int, ...] = (2025, 2030, 2035)
+
+#: Confidence level of the Monte-Carlo intervals (Wilson and order-statistic).
+MC_CONFIDENCE = 0.95
+
+#: Quantiles of the summary table that get a Monte-Carlo interval: column -> probability.
+CI_QUANTILES: dict[str, float] = {"median": 0.50, "q05": 0.05, "q95": 0.95}
+
+#: Derived columns: fab equipment bought in China split by supplier origin (US$ bn).
+DOMESTIC_EQUIPMENT = "domestic_equipment_purchases_usd_bn"
+FOREIGN_EQUIPMENT = "foreign_equipment_purchases_usd_bn"
 
 # --------------------------------------------------------------------------------------
 # Variable catalogue: labels, units and definitions for captions and tables, read from the
@@ -93,6 +110,24 @@ _DERIVED: dict[str, tuple[Variable, bool]] = {
             "US$ bn",
             "revenue foreign-headquartered firms earn from Chinese buyers, summed over the "
             "six home countries",
+        ),
+        True,
+    ),
+    DOMESTIC_EQUIPMENT: (
+        Variable(
+            "Tools bought from Chinese makers",
+            "US$ bn",
+            "fab_equipment_purchases_usd_bn x domestic_equipment_share_pct / 100: tools bought "
+            "in China from Chinese-headquartered tool makers",
+        ),
+        True,
+    ),
+    FOREIGN_EQUIPMENT: (
+        Variable(
+            "Tools bought from foreign makers",
+            "US$ bn",
+            "fab_equipment_purchases_usd_bn x (1 - domestic_equipment_share_pct / 100): tools "
+            "bought in China from foreign-headquartered tool makers",
         ),
         True,
     ),
@@ -160,7 +195,12 @@ def fractional_year(quarter: pd.Series) -> pd.Series:
 
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add derived columns (total foreign revenue from China) when their inputs exist.
+    """Add derived columns when their inputs exist.
+
+    The derived columns are the total foreign revenue from China (sum over home countries)
+    and the fab equipment bought in China split into domestic and foreign suppliers (the
+    volumes behind the domestic equipment share, so that a share near 100% of a shrunken
+    market is not read as Chinese tools replacing foreign ones).
 
     Args:
         frame: a tidy run-store frame.
@@ -172,6 +212,10 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     parts = [c for c in parts if c != FOREIGN_REVENUE_TOTAL]
     if parts and FOREIGN_REVENUE_TOTAL not in frame.columns:
         frame[FOREIGN_REVENUE_TOTAL] = frame[parts].sum(axis=1, min_count=1)
+    tools, share = "fab_equipment_purchases_usd_bn", "domestic_equipment_share_pct"
+    if {tools, share} <= set(frame.columns) and DOMESTIC_EQUIPMENT not in frame.columns:
+        frame[DOMESTIC_EQUIPMENT] = frame[tools] * frame[share] / 100.0
+        frame[FOREIGN_EQUIPMENT] = frame[tools] - frame[DOMESTIC_EQUIPMENT]
     return frame
 
 
@@ -345,6 +389,128 @@ def annual(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> pd.Data
     return out.reset_index()
 
 
+# --------------------------------------------------------------------------------------
+# Monte-Carlo error
+# --------------------------------------------------------------------------------------
+
+
+def wilson_interval(
+    successes: Sequence[int], trials: Sequence[int], confidence: float = MC_CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a proportion, element by element.
+
+    The probability of reaching a threshold is a share of runs; its Monte-Carlo error is
+    that of a binomial proportion. Wilson's interval (via ``scipy.stats.binomtest``) stays
+    inside [0, 1] and is informative at 0 of n: with 20 runs none of which reached 70%, the
+    chance may still be up to about 16%.
+
+    Args:
+        successes: runs that reached the threshold.
+        trials: runs evaluated (0 gives NaN bounds).
+        confidence: confidence level.
+
+    Returns:
+        Lower and upper bounds, as float arrays.
+    """
+    import numpy as np
+    from scipy.stats import binomtest
+
+    k = np.asarray(successes, dtype=int)
+    n = np.asarray(trials, dtype=int)
+    low = np.full(k.shape, np.nan)
+    high = np.full(k.shape, np.nan)
+    cache: dict[tuple[int, int], tuple[float, float]] = {}
+    for i, (ki, ni) in enumerate(zip(k.ravel(), n.ravel(), strict=True)):
+        if ni <= 0:
+            continue
+        key = (int(ki), int(ni))
+        if key not in cache:
+            ci = binomtest(key[0], key[1]).proportion_ci(
+                confidence_level=confidence, method="wilson"
+            )
+            cache[key] = (float(ci.low), float(ci.high))
+        low.flat[i], high.flat[i] = cache[key]
+    return low, high
+
+
+def quantile_interval(
+    block: np.ndarray, p: float, confidence: float = MC_CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distribution-free confidence interval of the ``p``-quantile of each row of ``block``.
+
+    The interval is bounded by two order statistics of the row, chosen from the binomial
+    distribution of the number of runs below the true quantile (``scipy.stats.quantile_test``);
+    it assumes nothing about the shape of the distribution. A bound the row is too short to
+    give at ``confidence`` (e.g. the lower bound of the 5th percentile with 20 runs) is NaN.
+
+    Args:
+        block: 2-D array, one row per group, one column per run (no NaN).
+        p: the quantile's probability, strictly between 0 and 1.
+        confidence: confidence level.
+
+    Returns:
+        Lower and upper bounds, one per row.
+    """
+    import numpy as np
+    from scipy.stats import quantile_test
+
+    block = np.atleast_2d(np.asarray(block, dtype=float))
+    rows, n = block.shape
+    if n < 2 or rows == 0:
+        return np.full(rows, np.nan), np.full(rows, np.nan)
+    try:
+        ci = quantile_test(block, p=p, axis=1).confidence_interval(confidence)
+        return np.asarray(ci.low, dtype=float), np.asarray(ci.high, dtype=float)
+    except TypeError:  # a SciPy whose quantile_test takes one sample at a time
+        bounds = [quantile_test(row, p=p).confidence_interval(confidence) for row in block]
+        return (
+            np.array([b.low for b in bounds], dtype=float),
+            np.array([b.high for b in bounds], dtype=float),
+        )
+
+
+def quantile_intervals(
+    frame: pd.DataFrame,
+    columns: Iterable[str],
+    by: Sequence[str],
+    probs: dict[str, float] = CI_QUANTILES,
+    confidence: float = MC_CONFIDENCE,
+) -> pd.DataFrame:
+    """Monte-Carlo intervals of quantiles of each column across runs, per group of ``by``.
+
+    Args:
+        frame: one row per run (and period).
+        columns: value columns.
+        by: grouping keys, e.g. ``("scenario", "year")``.
+        probs: ``{name: probability}``; each gives ``<name>_ci_low`` and ``<name>_ci_high``.
+        confidence: confidence level.
+
+    Returns:
+        Long frame: ``by``, ``variable`` and the interval columns.
+    """
+    import numpy as np
+
+    by = list(by)
+    cols = _numeric(frame, columns)
+    long = frame.melt(id_vars=by, value_vars=cols, var_name="variable", value_name="value")
+    long = long.dropna(subset=["value"]).sort_values([*by, "variable"], kind="stable")
+    sizes = long.groupby([*by, "variable"], sort=False).size()
+    out = sizes.index.to_frame(index=False)
+    counts = sizes.to_numpy()
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    values = long["value"].to_numpy(dtype=float)
+    for name, p in probs.items():
+        low = np.full(len(counts), np.nan)
+        high = np.full(len(counts), np.nan)
+        for n in np.unique(counts):
+            idx = np.flatnonzero(counts == n)
+            block = values[starts[idx, None] + np.arange(n)[None, :]]
+            low[idx], high[idx] = quantile_interval(block, p, confidence)
+        out[f"{name}_ci_low"] = low
+        out[f"{name}_ci_high"] = high
+    return out
+
+
 def threshold_probabilities(
     frame: pd.DataFrame,
     thresholds: Sequence[float] = THRESHOLDS_PCT,
@@ -365,8 +531,10 @@ def threshold_probabilities(
 
     Returns:
         Long frame: ``scenario``, ``threshold_pct``, ``year``, ``probability``, ``runs``
-        (runs evaluated). Every scenario x threshold x year combination is present;
-        ``probability`` is NaN when no run covers the year.
+        (runs evaluated), ``reached`` (runs that reached it) and ``ci_low`` / ``ci_high``
+        (Wilson interval of the probability at :data:`MC_CONFIDENCE`, its Monte-Carlo
+        error). Every scenario x threshold x year combination is present; ``probability``
+        and its interval are NaN when no run covers the year.
     """
     import numpy as np
     import pandas as pd
@@ -396,6 +564,8 @@ def threshold_probabilities(
     )
     out = out.reindex(full).reset_index()
     out["runs"] = out["runs"].fillna(0).astype(int)
+    out["reached"] = (out["probability"].fillna(0) * out["runs"]).round().astype(int)
+    out["ci_low"], out["ci_high"] = wilson_interval(out["reached"], out["runs"])
     return out
 
 
@@ -404,12 +574,14 @@ def summary_table(
     columns: Iterable[str] | None = None,
     years: Sequence[int] = SUMMARY_YEARS,
     baseline: str | None = None,
+    confidence: float = MC_CONFIDENCE,
 ) -> pd.DataFrame:
     """Calendar-year summary: median and 5-95% range per scenario, plus paired differences.
 
     Values are calendar-year aggregates per run (:func:`annual`: means of stocks/shares,
     sums of per-quarter flows). Differences from the baseline are paired on seed, sample
-    and year, then summarised by their own median and 5-95% range.
+    and year, then summarised by their own quantiles. Each median and band end carries its
+    Monte-Carlo interval (:func:`quantile_intervals`).
 
     Args:
         frame: tidy quarterly frame.
@@ -418,38 +590,180 @@ def summary_table(
         baseline: baseline scenario for paired differences; ``None`` (or a baseline absent
             from ``frame``) leaves the ``diff_*`` columns empty. They are also empty on the
             baseline's own rows: it is the reference, not a scenario compared with it.
+        confidence: confidence level of the Monte-Carlo intervals.
 
     Returns:
-        Long frame: ``scenario``, ``year``, ``variable``, ``unit``, ``runs``, ``median``,
-        ``q05``, ``q95``, ``diff_pairs``, ``diff_median``, ``diff_q05``, ``diff_q95``.
+        Long frame: ``scenario``, ``year``, ``variable``, ``unit``, ``runs``, ``samples``
+        (parameter samples among the runs), ``median``, ``q05``, ``q95``,
+        ``seed_band_width`` (median over samples of the 5-95% range across seeds at one
+        sample: the seed-only band; equal to ``q95 - q05`` without parameter samples), the
+        paired differences ``diff_pairs``, ``diff_median``, ``diff_q05``, ``diff_q25``,
+        ``diff_q75``, ``diff_q95``, and ``<stat>_ci_low`` / ``<stat>_ci_high`` for
+        ``median``, ``q05``, ``q95``, ``diff_median``, ``diff_q05`` and ``diff_q95``.
     """
     import numpy as np
 
     cols = _numeric(frame, columns)
     ann = annual(frame, cols)
     ann = ann[ann["year"].isin(list(years))]
-    keep = ["scenario", "year", "variable", "n", "median", "q05", "q95"]
+    keys = ["scenario", "year", "variable"]
+    keep = [*keys, "n", "median", "q05", "q95"]
     table = quantile_bands(ann, cols, by=("scenario", "year"))[keep].rename(columns={"n": "runs"})
     table.insert(3, "unit", table["variable"].map(annual_unit))
+    samples = ann.groupby(["scenario", "year"])["sample"].nunique().rename("samples")
+    table = table.merge(samples.reset_index(), on=["scenario", "year"], how="left")
+    table = table.merge(
+        quantile_intervals(ann, cols, ("scenario", "year"), confidence=confidence),
+        on=keys,
+        how="left",
+    )
+    table = table.merge(_seed_band_width(ann, cols), on=keys, how="left")
+    diff_cols = ["diff_pairs", "diff_median", "diff_q05", "diff_q25", "diff_q75", "diff_q95"]
+    ci_cols = [f"diff_{q}_ci_{e}" for q in CI_QUANTILES for e in ("low", "high")]
     if baseline is not None and (ann["scenario"] == baseline).any():
         diff = paired_differences(ann, baseline, cols, on=("seed", "sample", "year"))
         if len(diff):
-            dband = quantile_bands(diff, cols, by=("scenario", "year"))[keep]
-            dband = dband.rename(
-                columns={
-                    "n": "diff_pairs",
-                    "median": "diff_median",
-                    "q05": "diff_q05",
-                    "q95": "diff_q95",
-                }
-            )
-            table = table.merge(dband, on=["scenario", "year", "variable"], how="left")
-    for col in ("diff_pairs", "diff_median", "diff_q05", "diff_q95"):
+            dband = quantile_bands(diff, cols, by=("scenario", "year"))
+            dband = dband[[*keys, "n", "median", "q05", "q25", "q75", "q95"]]
+            dband.columns = [*keys, *diff_cols]
+            dci = quantile_intervals(diff, cols, ("scenario", "year"), confidence=confidence)
+            dci.columns = [*keys, *(f"diff_{c}" for c in dci.columns[len(keys) :])]
+            table = table.merge(dband, on=keys, how="left").merge(dci, on=keys, how="left")
+    for col in diff_cols + ci_cols:
         if col not in table.columns:
             table[col] = np.nan
     table["diff_pairs"] = table["diff_pairs"].astype("Int64")
+    front = [*keys[:2], "variable", "unit", "runs", "samples", "median", "q05", "q95"]
+    level_ci = [f"{q}_ci_{e}" for q in CI_QUANTILES for e in ("low", "high")]
+    table = table[[*front, "seed_band_width", *diff_cols, *level_ci, *ci_cols]]
     order = {v: i for i, v in enumerate(cols)}
     table = table.sort_values(
         ["year", "scenario", "variable"], key=lambda s: s.map(order) if s.name == "variable" else s
     )
     return table.reset_index(drop=True)
+
+
+def _seed_band_width(ann: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Median over parameter samples of the 5-95% range across seeds, per scenario and year."""
+    grouped = ann.groupby(["scenario", "year", "sample"])[cols]
+    width = grouped.quantile(0.95) - grouped.quantile(0.05)
+    width = width.groupby(level=["scenario", "year"]).median()
+    width.columns.name = "variable"
+    return width.stack(future_stack=True).rename("seed_band_width").reset_index()
+
+
+def expectation_checks(
+    frame: pd.DataFrame,
+    expectations: Iterable[dict],
+    confidence: float = MC_CONFIDENCE,
+) -> pd.DataFrame:
+    """Check scenarios' ``expects`` against the runs, as ``tests/test_scenario_library.py`` does.
+
+    For each expectation the calendar-year value of ``output`` in ``year`` (:func:`annual`)
+    is paired run by run with the same seed and sample of the scenario ``vs``; the
+    expectation *holds* when the median of the paired differences has the stated sign
+    (``higher`` > 0, ``lower`` < 0, ``different`` != 0). The Monte-Carlo interval of that
+    median says whether it is clear of zero.
+
+    Args:
+        frame: tidy quarterly frame holding the scenarios and their ``vs`` scenarios.
+        expectations: dicts with ``scenario``, ``output``, ``year``, ``direction`` and
+            optionally ``vs`` (default ``"baseline"``) and ``note``.
+        confidence: confidence level of the interval of the median difference.
+
+    Returns:
+        One row per expectation: ``scenario``, ``output``, ``year``, ``direction``, ``vs``,
+        ``note``, ``pairs``, ``vs_median`` (the comparison scenario's median), ``diff_median``,
+        ``diff_ci_low``, ``diff_ci_high``, ``share_in_direction`` (share of pairs with the
+        expected sign), ``held`` (True/False, NA when not measured), ``clear`` (the interval
+        excludes zero on the expected side; NA when too few pairs bound it) and ``status``
+        (``held``, ``not held`` or ``not measured: <reason>``).
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for ex in expectations:
+        row = {
+            "scenario": ex["scenario"],
+            "output": ex["output"],
+            "year": int(ex["year"]),
+            "direction": ex["direction"],
+            "vs": ex.get("vs") or "baseline",
+            "note": ex.get("note") or "",
+            "pairs": 0,
+            "vs_median": np.nan,
+            "diff_median": np.nan,
+            "diff_ci_low": np.nan,
+            "diff_ci_high": np.nan,
+            "share_in_direction": np.nan,
+            "held": pd.NA,
+            "clear": pd.NA,
+        }
+        rows.append(row)
+        present = set(frame["scenario"].unique())
+        missing = [s for s in (row["scenario"], row["vs"]) if s not in present]
+        if missing:
+            row["status"] = f"not measured: {', '.join(missing)} not in this batch"
+            continue
+        if row["output"] not in frame.columns:
+            row["status"] = f"not measured: {row['output']} not in this store"
+            continue
+        sel = frame[
+            frame["scenario"].isin([row["scenario"], row["vs"]]) & (frame["year"] == row["year"])
+        ]
+        ann = annual(sel, [row["output"]])
+        if ann.empty:
+            row["status"] = f"not measured: no runs cover {row['year']}"
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unpaired runs are simply left out here
+            diff = paired_differences(
+                ann, row["vs"], [row["output"]], on=("seed", "sample", "year")
+            )
+        d = diff.loc[diff["scenario"] == row["scenario"], row["output"]].dropna().to_numpy()
+        if not len(d):
+            row["status"] = "not measured: no paired runs"
+            continue
+        base = ann.loc[ann["scenario"] == row["vs"], row["output"]]
+        sign = {"higher": d > 0, "lower": d < 0, "different": d != 0}[row["direction"]]
+        median = float(np.median(d))
+        low, high = quantile_interval(d[None, :], 0.5, confidence)
+        row.update(
+            pairs=len(d),
+            vs_median=float(base.median()),
+            diff_median=median,
+            diff_ci_low=float(low[0]),
+            diff_ci_high=float(high[0]),
+            share_in_direction=float(sign.mean()),
+        )
+        held = {"higher": median > 0, "lower": median < 0, "different": median != 0}
+        row["held"] = bool(held[row["direction"]])
+        lo, hi = row["diff_ci_low"], row["diff_ci_high"]
+        if not (np.isnan(lo) or np.isnan(hi)):  # too few pairs: the error is not bounded
+            row["clear"] = bool(
+                {"higher": lo > 0, "lower": hi < 0, "different": lo > 0 or hi < 0}[row["direction"]]
+            )
+        row["status"] = "held" if row["held"] else "not held"
+    columns = [
+        "scenario",
+        "output",
+        "year",
+        "direction",
+        "vs",
+        "note",
+        "pairs",
+        "vs_median",
+        "diff_median",
+        "diff_ci_low",
+        "diff_ci_high",
+        "share_in_direction",
+        "held",
+        "clear",
+        "status",
+    ]
+    out = pd.DataFrame(rows, columns=columns)
+    out["held"] = out["held"].astype("boolean")
+    out["clear"] = out["clear"].astype("boolean")
+    out["pairs"] = out["pairs"].astype(int)
+    return out

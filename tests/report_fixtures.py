@@ -12,6 +12,13 @@ Quarter index ``k`` runs from 0 (2020Q1) to 63 (2035Q4); ``s`` is the seed (0-4 
   difference that grows over time.
 * ``unmet_demand_usd_bn = 0.5 + 0.25 s + UNMET_OFFSET[scenario]`` per quarter (a flow).
 * ``ally_defected_japan = 1`` for seeds 0 and 1 from 2028 in scenario bust, else 0.
+* ``fab_equipment_purchases_usd_bn = 2 + 0.1 k`` per quarter in every run.
+
+:func:`write_store` also writes the resolved scenarios (:data:`RESOLVED`): ``surge`` adds a
+funding programme and a parameter to the baseline and expects two outputs higher in 2030
+(both hold: +10 pp and +4 US$ bn a year); ``bust`` drops the baseline's control and expects
+self-sufficiency higher in 2030 (it is 5 pp lower: not held) and the domestic equipment
+share lower in 2035 (held).
 """
 
 from __future__ import annotations
@@ -65,6 +72,86 @@ EXPECTED_PROBABILITIES = {
     ("bust", 30.0, 2035): 1.0,
     ("bust", 50.0, 2035): 1.0,
     ("bust", 70.0, 2035): 0.3,
+}
+
+
+BASE_EVENTS = [
+    {
+        "at": "2020Q1",
+        "id": "fund_a",
+        "action": "funding_program",
+        "program": "fund_a",
+        "amount_rmb_bn": 100.0,
+        "quarters": 20,
+    },
+    {
+        "at": "2022Q1",
+        "id": "ctl_a",
+        "note": "tools for 16 nm and below",
+        "action": "control",
+        "item": "other_equipment",
+        "target": "all",
+        "threshold_nm": 16.0,
+        "coverage_pct": 100.0,
+        "licence_pct": 0.0,
+        "foreign_direct_product": False,
+        "enforced_by": [],
+        "regime": "us",
+    },
+]
+SURGE_EVENT = {
+    "at": "2025Q1",
+    "id": "surge_fund",
+    "action": "funding_program",
+    "program": "surge_fund",
+    "amount_usd_bn": 100.0,
+    "quarters": 40,
+}
+SURGE_EXPLANATION = (
+    "Money binds in this synthetic world, so every extra yuan of the surge lifts the "
+    "self-sufficiency of every run by the same ten points. "
+    "A second sentence the key findings leave out."
+)
+RESOLVED = {
+    "baseline": {
+        "name": "baseline",
+        "question": "Where does the synthetic world go if nothing changes?",
+        "lineage": ["baseline"],
+        "parameters": {},
+        "events": BASE_EVENTS,
+        "uncertain": {},
+        "expects": [],
+    },
+    "surge": {
+        "name": "surge",
+        "question": "What if money pours in from 2025?",
+        "explanation": SURGE_EXPLANATION,
+        "lineage": ["baseline", "surge"],
+        "parameters": {"china.procurement_preference": 0.8},
+        "events": [*BASE_EVENTS, SURGE_EVENT],
+        "uncertain": {},
+        "expects": [
+            {"output": "self_sufficiency_pct", "year": 2030, "direction": "higher"},
+            {"output": "unmet_demand_usd_bn", "year": 2030, "direction": "higher"},
+        ],
+    },
+    "bust": {
+        "name": "bust",
+        "question": "What if the boom of 2027 collapses?",
+        "lineage": ["baseline", "bust"],
+        "parameters": {},
+        "events": BASE_EVENTS[:1],
+        "uncertain": {},
+        "expects": [
+            {
+                "output": "self_sufficiency_pct",
+                "year": 2030,
+                "direction": "higher",
+                "note": "the story says so",
+            },
+            {"output": "domestic_equipment_share_pct", "year": 2035, "direction": "lower"},
+        ],
+    },
 }
 
 
@@ -122,6 +209,7 @@ def make_frame(
         df["node_gap_generations"] = np.log(best / frontier) / np.log(1 / 0.7)
         df["domestic_equipment_share_pct"] = 20 + s + EQUIP_SLOPE[scen] * kk / 63
         df["china_demand_usd_bn"] = 40 + 0.5 * kk
+        df["fab_equipment_purchases_usd_bn"] = 2 + 0.1 * kk
         df["unmet_demand_usd_bn"] = 0.5 + 0.25 * s + UNMET_OFFSET[scen]
         for i, c in enumerate(COUNTRIES):
             df[f"foreign_revenue_from_china_usd_bn_{c}"] = 10 - i - 0.05 * kk + 0.1 * s
@@ -175,6 +263,8 @@ def write_store(
     n_shards: int = 3,
     drop: tuple[str, ...] = (),
     failures: int = 0,
+    rename: dict[str, str] | None = None,
+    resolved: bool = True,
 ) -> Path:
     """Write a synthetic run store under ``root`` and return its directory.
 
@@ -189,11 +279,27 @@ def write_store(
         n_shards: number of shards for the batch layout.
         drop: column prefixes to leave out (a store from an older model version).
         failures: number of failed runs to record in ``failures.jsonl``.
+        rename: new names for scenarios (e.g. long names, to test legends).
+        resolved: write ``resolved/<scenario>.yaml`` (:data:`RESOLVED`).
     """
+    import yaml
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     frame = make_frame(scenarios, seeds, samples)
     frame = frame[[c for c in frame.columns if not c.startswith(drop)]] if drop else frame
+    rename = rename or {}
+    if resolved:
+        (root / "resolved").mkdir(exist_ok=True)
+        for name in scenarios:
+            sc = dict(RESOLVED[name])
+            new = rename.get(name, name)
+            sc["name"] = new
+            sc["lineage"] = [rename.get(x, x) for x in sc["lineage"]]
+            (root / "resolved" / f"{new}.yaml").write_text(yaml.safe_dump(sc, sort_keys=False))
+    if rename:
+        frame["scenario"] = frame["scenario"].map(lambda x: rename.get(x, x))
+        scenarios = tuple(rename.get(x, x) for x in scenarios)
     if failures:
         lines = [
             json.dumps({"run": [scenarios[0], i, 0], "exception": "RuntimeError"})

@@ -192,3 +192,132 @@ def test_is_flow_and_describe():
     assert stats.describe("ally_alignment_south_korea").label == "South Korea"
     assert stats.describe("self_sufficiency_segment_eda_ip_pct").label == "Segment: EDA & IP"
     assert stats.quarterly_unit("unmet_demand_usd_bn") == "US$ bn per quarter"
+
+
+# --------------------------------------------------------------------------------------
+# Monte-Carlo error
+# --------------------------------------------------------------------------------------
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's score interval written out (Wilson 1927), to check the library call."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_wilson_interval_matches_the_formula():
+    low, high = stats.wilson_interval([0, 2, 10, 7], [20, 10, 10, 0])
+    for i, (k, n) in enumerate([(0, 20), (2, 10), (10, 10)]):
+        assert (low[i], high[i]) == pytest.approx(_wilson(k, n), abs=1e-12)
+    assert high[0] == pytest.approx(0.1611, abs=1e-4)  # 0 of 20 still allows ~16%
+    assert np.isnan(low[3]) and np.isnan(high[3])  # no run: no interval
+
+
+def test_quantile_interval_is_the_order_statistic_interval():
+    # Classical table: with n = 10 the 95% interval of the median is (x_(2), x_(9)), with
+    # n = 20 it is (x_(6), x_(15)); with n = 5 no two order statistics give 95%.
+    rng = np.random.default_rng(3)
+    for n, (lo_rank, hi_rank) in {10: (2, 9), 20: (6, 15)}.items():
+        x = rng.permutation(np.arange(1.0, n + 1))
+        low, high = stats.quantile_interval(np.vstack([x, 100 + x]), 0.5)
+        assert low.tolist() == [lo_rank, 100 + lo_rank]
+        assert high.tolist() == [hi_rank, 100 + hi_rank]
+    low, high = stats.quantile_interval(np.arange(5.0)[None, :], 0.5)
+    assert np.isnan(low[0]) and np.isnan(high[0])
+    # the 95th percentile of 20 runs: a lower bound, but no upper one
+    low, high = stats.quantile_interval(np.arange(1.0, 21)[None, :], 0.95)
+    assert low[0] == 17 and np.isnan(high[0])
+
+
+def test_threshold_probabilities_carry_wilson_intervals(frame):
+    probs = stats.threshold_probabilities(frame).set_index(["scenario", "threshold_pct", "year"])
+    row = probs.loc[("baseline", 50.0, 2030)]  # 2 of 10 runs
+    assert row["reached"] == 2 and row["runs"] == 10
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(_wilson(2, 10))
+    row = probs.loc[("surge", 70.0, 2030)]  # 0 of 10
+    assert row["ci_low"] == pytest.approx(0.0, abs=1e-12)
+    assert row["ci_high"] == pytest.approx(_wilson(0, 10)[1])
+
+
+def test_summary_table_intervals_and_seed_only_band(frame):
+    table = stats.summary_table(frame, ["self_sufficiency_pct"], baseline="baseline")
+    row = table.set_index(["scenario", "year", "variable"]).loc[
+        ("baseline", 2030, "self_sufficiency_pct")
+    ]
+    # the 10 runs are 30.75 + {0, 2, 5, 7, 10, 12, 15, 17, 20, 22}: median interval (x_(2), x_(9))
+    assert (row["median_ci_low"], row["median_ci_high"]) == pytest.approx((32.75, 50.75))
+    assert row["samples"] == 2
+    # seed noise alone (one sample, seeds 0-4: 5 s = 0..20): 5-95% range 1 to 19 -> 18 pp,
+    # narrower than the pooled band (20.2 pp) that also spans the two samples
+    assert row["seed_band_width"] == pytest.approx(18.0)
+    assert row["q95"] - row["q05"] == pytest.approx(20.2)
+    surge = table.set_index(["scenario", "year", "variable"]).loc[
+        ("surge", 2035, "self_sufficiency_pct")
+    ]
+    # every pair differs by exactly +10: every quantile and interval end is 10
+    for col in ("diff_median", "diff_q25", "diff_q75", "diff_median_ci_low", "diff_median_ci_high"):
+        assert surge[col] == pytest.approx(10.0), col
+
+
+def test_expectation_checks(frame):
+    checks = stats.expectation_checks(
+        frame,
+        [
+            {
+                "scenario": "surge",
+                "output": "self_sufficiency_pct",
+                "year": 2030,
+                "direction": "higher",
+            },
+            {
+                "scenario": "bust",
+                "output": "self_sufficiency_pct",
+                "year": 2030,
+                "direction": "higher",
+                "note": "wrong on purpose",
+            },
+            {
+                "scenario": "bust",
+                "output": "unmet_demand_usd_bn",
+                "year": 2030,
+                "direction": "different",
+            },
+            {
+                "scenario": "ghost",
+                "output": "self_sufficiency_pct",
+                "year": 2030,
+                "direction": "lower",
+            },
+            {"scenario": "surge", "output": "not_an_output", "year": 2030, "direction": "lower"},
+        ],
+    )
+    assert checks["status"].tolist() == [
+        "held",
+        "not held",
+        "held",
+        "not measured: ghost not in this batch",
+        "not measured: not_an_output not in this store",
+    ]
+    first, second, third = (checks.iloc[i] for i in range(3))
+    assert first["diff_median"] == pytest.approx(10.0) and first["pairs"] == 10
+    assert bool(first["clear"]) and first["share_in_direction"] == 1.0
+    assert second["diff_median"] == pytest.approx(-5.0) and not bool(second["held"])
+    assert second["share_in_direction"] == 0.0 and second["note"] == "wrong on purpose"
+    # unmet demand is a flow: the calendar-year sum, 4 x 2.0 more per year in bust
+    assert third["diff_median"] == pytest.approx(8.0)
+    assert pd.isna(checks.iloc[3]["held"])
+
+
+def test_add_derived_splits_equipment_purchases(frame):
+    df = stats.add_derived(frame.copy())
+    share = df["domestic_equipment_share_pct"] / 100
+    np.testing.assert_allclose(
+        df[stats.DOMESTIC_EQUIPMENT], df["fab_equipment_purchases_usd_bn"] * share
+    )
+    np.testing.assert_allclose(
+        df[stats.DOMESTIC_EQUIPMENT] + df[stats.FOREIGN_EQUIPMENT],
+        df["fab_equipment_purchases_usd_bn"],
+    )
+    assert stats.is_flow(stats.DOMESTIC_EQUIPMENT)
