@@ -373,3 +373,52 @@ def _to_tidy(table: pa.Table) -> pd.DataFrame:
             frame[col] = frame[col].astype(str).astype(object)
     frame = frame.sort_values(list(SORT_KEYS), kind="stable", ignore_index=True)
     return frame
+
+
+def load_resolved(
+    run_dir: str | Path, manifest: dict[str, Any] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Read the resolved scenarios a run store keeps (``resolved/<scenario>.yaml``).
+
+    A report shows what each scenario changed, so it needs the scenarios exactly as they
+    ran: inheritance applied, ``--set`` overrides included. They are read from the files
+    the manifest names (``scenarios.<name>.resolved_file``, default
+    ``resolved/<name>.yaml``), or from the copy a batch manifest embeds
+    (``scenarios.<name>.resolved``) when the file is missing. Nothing here is fatal: a
+    scenario whose resolved form cannot be read is left out and named in the problems, so
+    that the rest of the report is still built.
+
+    Args:
+        run_dir: the run-store directory.
+        manifest: the manifest if already read (:func:`load_manifest`).
+
+    Returns:
+        ``({scenario: resolved scenario as plain data}, [problem, ...])``.
+    """
+    import yaml
+
+    path = _run_dir(run_dir)
+    manifest = manifest if manifest is not None else load_manifest(path)
+    entries = manifest.get("scenarios")
+    entries = entries if isinstance(entries, dict) else {}
+    resolved: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for name, entry in entries.items():
+        entry = entry if isinstance(entry, dict) else {}
+        rel = entry.get("resolved_file") or f"resolved/{name}.yaml"
+        file = path / str(rel)
+        data = None
+        if file.is_file():
+            try:
+                data = yaml.safe_load(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                problems.append(f"{file}: cannot read the resolved scenario ({exc})")
+        if not isinstance(data, dict) and isinstance(entry.get("resolved"), dict):
+            data = entry["resolved"]
+        if isinstance(data, dict):
+            resolved[str(name)] = data
+        elif not problems or str(file) not in problems[-1]:
+            problems.append(
+                f"scenario {name!r}: no resolved scenario in the store ({rel} is missing)"
+            )
+    return resolved, problems
