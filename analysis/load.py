@@ -35,6 +35,7 @@ from experiment.store import (
     TRAJECTORIES,
     manifest_field_problem,
     read_data_file,
+    resolved_file,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -383,7 +384,7 @@ def load_resolved(
     A report shows what each scenario changed, so it needs the scenarios exactly as they
     ran: inheritance applied, ``--set`` overrides included. They are read from the files
     the manifest names (``scenarios.<name>.resolved_file``, default
-    ``resolved/<name>.yaml``), or from the copy a batch manifest embeds
+    :func:`experiment.store.resolved_file`), or from the copy a batch manifest embeds
     (``scenarios.<name>.resolved``) when the file is missing. Nothing here is fatal: a
     scenario whose resolved form cannot be read is left out and named in the problems, so
     that the rest of the report is still built.
@@ -405,7 +406,7 @@ def load_resolved(
     problems: list[str] = []
     for name, entry in entries.items():
         entry = entry if isinstance(entry, dict) else {}
-        rel = entry.get("resolved_file") or f"resolved/{name}.yaml"
+        rel = entry.get("resolved_file") or resolved_file(str(name))
         file = path / str(rel)
         data = None
         if file.is_file():
@@ -413,8 +414,12 @@ def load_resolved(
                 data = yaml.safe_load(file.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
                 problems.append(f"{file}: cannot read the resolved scenario ({exc})")
-        if not isinstance(data, dict) and isinstance(entry.get("resolved"), dict):
-            data = entry["resolved"]
+        try:  # the copy a batch manifest embeds
+            embedded = entry["resolved"]
+        except KeyError:
+            embedded = None
+        if not isinstance(data, dict) and isinstance(embedded, dict):
+            data = embedded
         if isinstance(data, dict):
             resolved[str(name)] = data
         elif not problems or str(file) not in problems[-1]:

@@ -1323,10 +1323,16 @@ def _effects_table(effects, order, changes, checks, base) -> str:
                 cells += "<td class='num'>n/a</td>"
                 continue
             r = look.loc[(s, y)]
+            lo, hi = r["diff_median_ci_low"], r["diff_median_ci_high"]
+            ci = (
+                "median: more runs needed for a 95% interval"
+                if _isnan(lo) or _isnan(hi)
+                else f"median's 95% interval: {_fmt(lo, True)} to {_fmt(hi, True)}"
+            )
             cells += (
                 f"<td class='num'>{_fmt(r['diff_median'], True)} pp"
                 f"<span class='rng'>90%: {_fmt(r['diff_q05'], True)} to "
-                f"{_fmt(r['diff_q95'], True)}</span></td>"
+                f"{_fmt(r['diff_q95'], True)}</span><span class='ci'>{ci}</span></td>"
             )
         held = ""
         if checks is not None and len(checks):
@@ -1342,9 +1348,10 @@ def _effects_table(effects, order, changes, checks, base) -> str:
         )
     cap = (
         f"<b>Effects beside their reasons.</b> The numbers of Figure 1 (median paired "
-        f"difference from {_e(base)} in percentage points, and the 5th-95th percentile of "
-        "the run pairs), the scenario expectations that held, and the scenario file's "
-        "<code>explanation</code> of the mechanism behind the result."
+        f"difference from {_e(base)} in percentage points, the 5th-95th percentile of the run "
+        "pairs, and the Monte-Carlo 95% interval of the median), the scenario expectations "
+        "that held, and the scenario file's <code>explanation</code> of the mechanism behind "
+        "the result."
     )
     return _table_figure(
         cap,

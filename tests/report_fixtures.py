@@ -242,7 +242,12 @@ def manifest(scenarios=SCENARIOS, seeds: int = 5, samples: int = 2, kind: str = 
         "packages": {"mesa": "3.5.1"},
         "root_entropy": 12345,
         "seeds": seeds,
-        "samples": {"method": "lhs" if samples > 1 else "none", "n": samples, "seed": 7},
+        "samples": {
+            "method": "lhs" if samples > 1 else "none",
+            "n": samples,
+            "seed": 7,
+            "paths": ["china.talent_elasticity", "technology.rd_elasticity"] if samples > 1 else [],
+        },
         "scenarios": {
             name: {
                 "file": f"scenarios/{name}.yaml",

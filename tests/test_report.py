@@ -370,7 +370,9 @@ def test_key_findings_come_first_and_equal_the_tables(built):
     assert "3 of 4 measured scenario expectations held" in text
     assert "bust: self_sufficiency_pct in 2030 expected higher, measured \u22125.00" in text
     # the bands say what they include: this store has 2 parameter draws x 5 seeds
-    assert "Bands include parameter uncertainty and seed noise: 2 draws" in text
+    assert (
+        "Bands include parameter uncertainty and seed noise: 2 draws (lhs) of 2 uncertain" in text
+    )
     assert "Seed noise alone (one parameter draw) spans a typical 18.0 pp in 2035" in text
     # the surge's explanation, first sentence only
     assert "Why: " + SURGE_EXPLANATION.split(". ")[0] + "." in text
