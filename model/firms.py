@@ -18,6 +18,8 @@ from __future__ import annotations
 import mesa
 import numpy as np
 
+from .calendar import QUARTERS_PER_YEAR
+from .foreign_fabs import LocatedSignals, located_drag, located_growth_pct, quarterly_rate
 from .taxonomy import ADVANCED_MIN_GEN, LEADING_MIN_GEN, UPSTREAM, gen_to_node_nm
 
 #: A Chinese firm's product line.
@@ -311,3 +313,38 @@ class ForeignFirmGroup(mesa.Agent):
         self.item = item
         self.world_share = world_share
         self.china_revenue_usd_bn = 0.0
+        #: Output capacity of the group's fabs in China, US$ bn a quarter (fab groups only).
+        self.china_capacity_usd_bn = 0.0
+        #: This quarter's decision: annual growth of the China capacity, % (< 0: divest).
+        self.china_growth_pct = 0.0
+        self.drag = 0.0
+
+    def decide_china_capacity(self, signals: LocatedSignals, weights: dict) -> float:
+        """Expand, hold or divest the group's China fabs; returns the capacity added.
+
+        The rule is :func:`model.foreign_fabs.located_growth_pct` of the drag the group's
+        signals add up to (docs/ODD.md section 7.2). Expansion needs tools from abroad, so
+        it is scaled by the share of the tools the group can still buy.
+
+        Args:
+            signals: what the group sees this quarter.
+            weights: ``foreign.located_drag_weights``, one per signal.
+        """
+        p = self.model.p
+        self.drag = located_drag(signals, weights)
+        self.china_growth_pct = located_growth_pct(
+            p["foreign.fabs_in_china_growth_pct_per_year"],
+            self.drag,
+            p["foreign.located_divest_pct_per_drag"],
+            p["foreign.located_divest_max_pct_per_year"],
+        )
+        rate = quarterly_rate(self.china_growth_pct, QUARTERS_PER_YEAR)
+        reach = 1.0 - signals.tools_blocked if rate > 0 else 1.0
+        added = self.china_capacity_usd_bn * rate * reach
+        depreciation = (
+            p["firm_finance.depreciation_pct_per_quarter"]
+            / 100.0
+            * p["foreign.fabs_in_china_depreciation_ratio"]
+        )
+        self.china_capacity_usd_bn = self.china_capacity_usd_bn * (1 - depreciation) + added
+        return added

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import mesa
 import numpy as np
@@ -20,6 +21,19 @@ AUTO_TIGHTEN_ITEMS = ("other_equipment", "litho_equipment", "eda_ip")
 
 def _logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
+
+
+def alignment_pressure(alignments: list[float], target: float, per_gap: float) -> float:
+    """Extra US pressure when the allies it asked fall short of the alignment it wants (F24).
+
+    Args:
+        alignments: the asked allies' alignments, 0-1.
+        target: the alignment the US wants from them.
+        per_gap: pressure per unit of the mean shortfall.
+    """
+    if not alignments:
+        return 0.0
+    return per_gap * sum(max(0.0, target - a) for a in alignments) / len(alignments)
 
 
 class AllyGovernment(mesa.Agent):
@@ -41,6 +55,9 @@ class AllyGovernment(mesa.Agent):
         self.forced: float | None = None
         self.exposure = 0.0
         self.asked = False
+        #: True once the ally, asked by the US, reached ``allies.join_threshold``: it has
+        #: joined the controls and can defect from them.
+        self.joined = False
 
     def decide(self) -> None:
         """Set this quarter's alignment (free choice or forced)."""
@@ -48,6 +65,7 @@ class AllyGovernment(mesa.Agent):
         p = m.p
         if self.forced is not None:
             self.alignment = self.forced
+            self._note_joined()
             return
         noise = m.stream("allies").normal(0.0, p["allies.decision_noise_sd"])
         x = (
@@ -63,6 +81,11 @@ class AllyGovernment(mesa.Agent):
         target = _logistic(x)
         self.alignment += p["allies.adjustment_pct_per_quarter"] / 100.0 * (target - self.alignment)
         self.alignment = min(1.0, max(0.0, self.alignment))
+        self._note_joined()
+
+    def _note_joined(self) -> None:
+        if self.asked and self.alignment >= self.model.p["allies.join_threshold"]:
+            self.joined = True
 
     def force(self, alignment: float | None) -> None:
         """Force the alignment to ``alignment`` from now on, or (``None``) decide freely again."""
@@ -72,8 +95,12 @@ class AllyGovernment(mesa.Agent):
 
     @property
     def defected(self) -> bool:
-        """Below the defection threshold after the US has asked it to align."""
-        return self.asked and self.alignment < self.model.p["allies.defection_threshold"]
+        """Left an alignment it had joined: below the defection threshold after joining.
+
+        An ally that never joined (alignment never reached ``allies.join_threshold`` after
+        the US asked) has not defected, however low its alignment.
+        """
+        return self.joined and self.alignment < self.model.p["allies.defection_threshold"]
 
 
 class USGovernment(mesa.Agent):
@@ -96,7 +123,15 @@ class USGovernment(mesa.Agent):
             p["controls.intensity_per_pressure_unit"],
             p["us.pressure_max_index"],
         )
-        self.pressure = p["us.pressure_per_control_level"] * index + self.pressure_boost
+        self.pressure = (
+            p["us.pressure_per_control_level"] * index
+            + self.pressure_boost
+            + alignment_pressure(
+                [a.alignment for a in m.allies.values() if a.asked],
+                p["us.alignment_target"],
+                p["us.pressure_per_alignment_gap"],
+            )
+        )
         if self.pressure > 0:
             for ally in m.allies.values():
                 ally.asked = True
@@ -145,6 +180,50 @@ class USGovernment(mesa.Agent):
             m.log_event(f"US auto-tightens tool controls to generation {new_thr:.1f}")
 
 
+@dataclass
+class PolicyResponse:
+    """China's decision rule's state (docs/ODD.md section 7.3).
+
+    Attributes:
+        reference: (goal gap share, control pressure) when the rule starts: the policy
+            the baseline holds answers these, the rule answers changes from them.
+        money_usd_bn_per_year: response money, US$ bn a year (negative: programmes cut).
+        preference: logit units added to procurement preference.
+        talent_pct_per_year: extra workforce growth, %/year.
+    """
+
+    reference: tuple[float, float] | None = None
+    money_usd_bn_per_year: float = 0.0
+    preference: float = 0.0
+    talent_pct_per_year: float = 0.0
+
+
+def response_signal(gap_change: float, pressure_change: float, per_gap: float, per_pressure):
+    """How much more (or less) the government must do: a weighted sum of the changes.
+
+    Args:
+        gap_change: change of the goal gap since the rule started, share of the goal.
+        pressure_change: change of the control pressure index since then.
+        per_gap: weight of a goal gap widening by the whole goal.
+        per_pressure: weight of one unit of control pressure.
+    """
+    return per_gap * gap_change + per_pressure * pressure_change
+
+
+def response_money_target(signal: float, usd_bn_per_signal: float, limit: float, floor: float):
+    """Response money the government aims for, US$ bn a year, within its fiscal limits."""
+    return min(limit, max(floor, signal * usd_bn_per_signal))
+
+
+def response_waste_pct(
+    money_usd_bn_per_year: float, waste_at_reference: float, pace: float, waste_max: float
+) -> float:
+    """Share of response money lost, %: it rises with the pace of money (F19, F32)."""
+    if pace <= 0:
+        return waste_max
+    return min(waste_max, waste_at_reference * max(0.0, money_usd_bn_per_year) / pace)
+
+
 class ChinaGovernment(mesa.Agent):
     """China: subsidies, Big Fund phases, procurement preference, talent, countermeasures.
 
@@ -160,11 +239,52 @@ class ChinaGovernment(mesa.Agent):
         self.minerals_controlled = False
         self.talent_programs: list[tuple[int, float]] = []
         self.talent_supply_k = 0.0
+        #: The decision rule's state (docs/ODD.md section 7.3): what it answers, its money.
+        self.response = PolicyResponse()
 
     @property
     def procurement_preference(self) -> float:
-        """Logit units pushing state-linked buyers toward domestic chips (events change it)."""
-        return self.model.p["china.procurement_preference"]
+        """Logit units pushing state-linked buyers toward domestic chips.
+
+        The parameter (events change it) plus the decision rule's response.
+        """
+        return self.model.p["china.procurement_preference"] + self.response.preference
+
+    def decide(self, self_sufficiency_pct: float, control_pressure: float) -> None:
+        """Answer the goal gap (F01) and control pressure with money, preference and talent.
+
+        From ``china.response_start_year`` the government compares the goal gap and the
+        control pressure with where they stood then (the policy the baseline holds) and
+        moves its response money toward ``response_money_target`` of the change, within
+        its fiscal limit; procurement preference and talent programmes follow the same
+        signal. See :func:`response_signal`.
+        """
+        m = self.model
+        p = m.p
+        if m.year_float < p["china.response_start_year"]:
+            return
+        goal = p["china.self_sufficiency_goal_pct"]
+        gap = max(0.0, goal - self_sufficiency_pct) / goal if goal > 0 else 0.0
+        r = self.response
+        if r.reference is None:
+            r.reference = (gap, control_pressure)
+        signal = response_signal(
+            gap - r.reference[0],
+            control_pressure - r.reference[1],
+            p["china.response_per_goal_gap"],
+            p["china.response_per_pressure"],
+        )
+        strength = p["china.response_strength"]
+        target = response_money_target(
+            strength * signal,
+            p["china.response_usd_bn_per_year_per_signal"],
+            p["china.response_fiscal_limit_usd_bn_per_year"],
+            -p["china.response_cut_limit_usd_bn_per_year"],
+        )
+        speed = p["china.response_adjustment_pct_per_quarter"] / 100.0
+        r.money_usd_bn_per_year += speed * (target - r.money_usd_bn_per_year)
+        r.preference = strength * p["china.response_preference_per_signal"] * signal
+        r.talent_pct_per_year = strength * p["china.response_talent_pct_per_signal"] * signal
 
     def add_program(
         self, name: str, amount_usd_bn: float, quarters: int, waste_pct: float | None, lines
@@ -209,6 +329,20 @@ class ChinaGovernment(mesa.Agent):
             total += prog["per_q"]
             if prog["lines"]:
                 targeted.append((amt, prog["lines"]))
+        response = self.response.money_usd_bn_per_year / QUARTERS_PER_YEAR
+        if response != 0.0:
+            waste = response_waste_pct(
+                response * QUARTERS_PER_YEAR,
+                p["china.response_waste_pct_at_reference_pace"],
+                p["china.response_reference_pace_usd_bn_per_year"],
+                p["china.response_waste_max_pct"],
+            )
+            # A cut trims the programmes in force, never below nothing.
+            total += max(response, -total)
+            if response > 0:
+                lost += response * waste / 100.0
+                lines = [line for line, w in p["china.response_lines"].items() if w > 0]
+                targeted.append((response * (1 - waste / 100.0), lines))
         total *= 1.0 + p["china.local_government_multiplier"]
         return total, lost, targeted
 
@@ -219,6 +353,7 @@ class ChinaGovernment(mesa.Agent):
         growth = (
             p["china.talent_supply_growth_pct_per_year"]
             + p["china.talent_supply_response_pct_per_year"] * m.talent_shortfall
+            + self.response.talent_pct_per_year
         )
         lag = p["china.talent_program_lag_quarters"]
         for start_q, boost in self.talent_programs:

@@ -31,6 +31,7 @@ from .firms import (
     ForeignFirmGroup,
     SwarmCohort,
 )
+from .foreign_fabs import LocatedSignals
 from .governments import AllyGovernment, ChinaGovernment, USGovernment
 from .market import (
     clear,
@@ -46,7 +47,7 @@ from .market import (
 )
 from .parameters import group, resolve
 from .quarter import ChipMarket, Demand, DomesticSupply, Money, Quarter
-from .records import Recorder
+from .records import Recorder, self_sufficiency
 from .regimes import (
     ITEM_INDEX,
     ORIGINS,
@@ -129,11 +130,6 @@ class DecouplingModel(mesa.Model):
         tech = p["foreign.us_technology_pct"]
         self.us_technology = np.array([float(tech.get(o, 0.0)) / 100.0 for o in ORIGINS])
         self.us_technology.flags.writeable = False  # replaced, never edited (regimes._array_key)
-        self.fabs_in_china = np.zeros((len(ORIGINS), len(TIERS)))
-        located = group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014")
-        for country, by_tier in located.items():
-            for tier, value in by_tier.items():
-                self.fabs_in_china[ORIGINS.index(country), TIERS.index(tier)] = value
         self.foreign_groups = {
             (item, o): ForeignFirmGroup(self, o, item, float(self.foreign_share[item][i]))
             for item in self.foreign_share
@@ -143,6 +139,24 @@ class DecouplingModel(mesa.Model):
         self._group_origins = [
             (g, item, ORIGINS.index(o)) for (item, o), g in self.foreign_groups.items()
         ]
+        #: The fab groups with capacity in China, with their (origin, tier) cell.
+        self.located_groups: list[tuple[ForeignFirmGroup, int, int]] = []
+        located = group(p, "foreign.fabs_in_china_usd_bn_per_quarter_2014")
+        for country, by_tier in located.items():
+            for tier, value in by_tier.items():
+                firm_group = self.foreign_groups.get((f"chips_{tier}", country))
+                if firm_group is None:
+                    raise ValueError(
+                        f"foreign.fabs_in_china_usd_bn_per_quarter_2014.{country}.{tier}: "
+                        f"{country} has no share of world {tier} chip supply "
+                        f"(foreign.supply_share_pct.chips_{tier}), so it cannot run fabs there"
+                    )
+                firm_group.china_capacity_usd_bn = float(value)
+                self.located_groups.append(
+                    (firm_group, ORIGINS.index(country), TIERS.index(tier))
+                )
+        self.fabs_in_china = np.zeros((len(ORIGINS), len(TIERS)))
+        self._sync_fabs_in_china()
 
     def _init_governments(self) -> None:
         """The regime, the US, China and the allies."""
@@ -398,8 +412,8 @@ class DecouplingModel(mesa.Model):
         demand_bk = q.demand.by_tier_usd_bn[None, :] * weight / weight.sum(axis=0, keepdims=True)
         gap = np.maximum(0.0, s.reference_gen_by_tier - s.gen_by_tier)
         bias = np.array([p["sourcing.domestic_bias"][t] for t in TIERS])
-        pressure = (
-            np.array([b.state_linked for b in buyers])[:, None] * self.china.procurement_preference
+        pressure = np.array([b.state_linked for b in buyers])[:, None] * (
+            self.china.procurement_preference + self._market_access_pressure()[None, :]
         )
         security = np.array([b.security for b in buyers])[:, None]
         cost = p["technology.ramp_quality_gap_cost"]
@@ -431,6 +445,21 @@ class DecouplingModel(mesa.Model):
             p["controls.grey_import_pct"] / 100.0,
         )
         self._grey_revenue(q)
+
+    def _market_access_pressure(self) -> np.ndarray:
+        """(tiers,) logit units against foreign chips from the allies that align (F22).
+
+        Chinese countermeasures press state-linked buyers to drop suppliers whose
+        governments follow US controls: the push grows with the countermeasure level and
+        with the share of a tier's foreign supply from aligned origins.
+        """
+        weight = self.p["countermeasures.market_access_pressure"]
+        if weight == 0 or self.china.countermeasure_level == 0:
+            return np.zeros(len(TIERS))
+        aligned = np.array(
+            [(self.foreign_share[item] * self.compliance).sum() for item in CHIP_ITEMS]
+        )
+        return weight * self.china.countermeasure_level * aligned
 
     def _grey_revenue(self, q: Quarter) -> None:
         """Grey imports are booked to ``other`` (third-country intermediaries).
@@ -768,14 +797,11 @@ class DecouplingModel(mesa.Model):
         return shortfall, factor
 
     def _grow_foreign_fabs(self, q: Quarter) -> float:
-        """Foreign-owned fabs in China grow where they can still buy tools.
+        """Foreign fab groups decide their China capacity (:mod:`model.foreign_fabs`).
 
         Returns their tool purchases, US$ bn (they count in China's equipment market).
         """
         p = self.p
-        growth = (1 + p["foreign.fabs_in_china_growth_pct_per_year"] / 100.0) ** (
-            1 / QUARTERS_PER_YEAR
-        ) - 1
         tool_blocked = self.regime.blocked(
             "other_equipment",
             False,
@@ -784,21 +810,40 @@ class DecouplingModel(mesa.Model):
             self.compliance,
             self.us_technology,
         )
-        tool_open = ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
-        # Growth needs tools from abroad; a shrinking fleet (negative growth) needs none.
-        reach = tool_open[None, :] if growth > 0 else 1.0
-        added = self.fabs_in_china * growth * reach
+        licence = p["foreign.located_fab_licence_pct"] / 100.0
+        blocked_k = (
+            1.0 - ((1 - tool_blocked) * self.foreign_share["other_equipment"]).sum(axis=1)
+        ) * (1.0 - licence)
+        demand_k = q.demand.by_tier_usd_bn
+        foreign_k = q.chips.cleared.foreign.sum(axis=0)
+        take_k = np.divide(foreign_k, demand_k, out=np.ones_like(demand_k), where=demand_k > 0)
+        capacity_k = self.fabs_in_china.sum(axis=0)
+        busy_k = np.divide(
+            q.chips.located_by_tier, capacity_k, out=np.ones_like(capacity_k),
+            where=capacity_k > 0,
+        )  # fmt: skip
+        weights = group(p, "foreign.located_drag_weights")
+        tolerance = p["foreign.located_home_pressure_tolerance"]
+        bought = 0.0
+        for firm_group, o, k in self.located_groups:
+            alignment = self.allies[ORIGINS[o]].alignment if ORIGINS[o] in self.allies else 1.0
+            signals = LocatedSignals(
+                foreign_take=float(take_k[k]),
+                utilisation=float(busy_k[k]),
+                tools_blocked=float(blocked_k[k]),
+                countermeasure_level=self.china.countermeasure_level,
+                home_pressure=max(0.0, self.us.pressure * alignment - tolerance),
+            )
+            bought += max(0.0, firm_group.decide_china_capacity(signals, weights))
+        self._sync_fabs_in_china()
         capex_per_output = p["firm_finance.capex_per_annual_output"]["foundry"]
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
-        bought = float(np.maximum(added, 0.0).sum())
-        capex = bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
-        depreciation = (
-            p["firm_finance.depreciation_pct_per_quarter"]
-            / 100.0
-            * p["foreign.fabs_in_china_depreciation_ratio"]
-        )
-        self.fabs_in_china = self.fabs_in_china * (1 - depreciation) + added
-        return capex
+        return bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
+
+    def _sync_fabs_in_china(self) -> None:
+        """The (origins, tiers) table of foreign fab capacity in China, from the groups."""
+        for firm_group, o, k in self.located_groups:
+            self.fabs_in_china[o, k] = firm_group.china_capacity_usd_bn
 
     def _learn(self, q: Quarter) -> None:
         """Mechanism 4: firms' technology advances under the ceilings controls impose."""
@@ -814,6 +859,7 @@ class DecouplingModel(mesa.Model):
         self.us.lost_revenue_usd_bn = q.chips.lost_us_usd_bn
         self.us.act()
         self.agents_by_type[AllyGovernment].shuffle_do("decide")
+        self.china.decide(self_sufficiency(self, q), self.control_pressure_index)
         self.china.update_talent()
         self._update_design_out()
         self._buyers_react(q)

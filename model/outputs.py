@@ -26,6 +26,7 @@ UNIT_BOUNDS: dict[str, tuple[float, float]] = {
     "% of tool purchases": (0.0, 100.0),
     "% of workforce need": (0.0, 100.0),
     "pp": (-100.0, 100.0),
+    "%/year": (-100.0, 100.0),
     "nm": (0.0, INF),
     "generations": (0.0, INF),
     "US$ bn": (0.0, INF),
@@ -210,6 +211,17 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
         "2024)",
         FLOW)),
     (MARKETS, Output(
+        "china_located_foreign_output_usd_bn", "US$ bn", "Foreign-owned fabs' output in China",
+        "chips made in China by foreign-owned fabs (Samsung, SK Hynix, TSMC, ...) and sold "
+        "in China; part of F03's China-located production, decided by the foreign fab "
+        "groups (model.foreign_fabs)",
+        FLOW)),
+    (MARKETS, Output(
+        "foreign_fab_growth_pct", "%/year", "Foreign fabs' China capacity growth",
+        "growth the foreign fab groups chose for their China capacity, capacity-weighted, % a "
+        "year (negative: divesting)",
+        STOCK)),
+    (MARKETS, Output(
         "china_firm_cash_usd_bn", "US$ bn", "Chinese firms' cash",
         "cash Chinese firms hold at quarter end (money raised or earned and not yet spent); "
         "what the economics must keep small next to a year's investment",
@@ -248,10 +260,12 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
         f"{_tokens(ALLIES)}")),
     (MARKETS, Family(
         "ally_defected_{token}", "ally", ALLIES, "0/1", "{nice}",
-        "1 when {nice}'s alignment is below `allies.defection_threshold` after the US asked "
-        "it to align",
-        "1 when the ally's alignment is below `allies.defection_threshold` (0.5) after the US "
-        "has asked it to align",
+        "1 when {nice} has left an alignment it had joined: its alignment reached "
+        "`allies.join_threshold` after the US asked, and is now below "
+        "`allies.defection_threshold`",
+        "1 when the ally has left an alignment it had joined: its alignment reached "
+        "`allies.join_threshold` (0.7) after the US asked, and is now below "
+        "`allies.defection_threshold` (0.5)",
         dtype=INT)),
     (MARKETS, Output(
         "state_funding_usd_bn", "US$ bn", "State funding",

@@ -34,6 +34,13 @@ def self_sufficiency(m, q: Quarter) -> float:
     return pct(made, q.demand.total_usd_bn)
 
 
+def _located_growth(m) -> float:
+    """Capacity-weighted growth the foreign fab groups chose for their China fabs, %/year."""
+    capacity = sum(g.china_capacity_usd_bn for g, _, _ in m.located_groups)
+    chosen = sum(g.china_growth_pct * g.china_capacity_usd_bn for g, _, _ in m.located_groups)
+    return chosen / capacity if capacity > 0 else 0.0
+
+
 def _tier(k: int) -> Measure:
     def measure(m, q: Quarter) -> float:
         c = q.chips
@@ -90,6 +97,8 @@ MEASURES: dict[str, Measure] = {
     "fab_equipment_purchases_usd_bn": lambda m, q: float(
         q.money.domestic_tools_usd_bn + q.money.foreign_tools_usd_bn
     ),
+    "china_located_foreign_output_usd_bn": lambda m, q: float(q.chips.located_by_tier.sum()),
+    "foreign_fab_growth_pct": lambda m, q: _located_growth(m),
     "china_firm_cash_usd_bn": lambda m, q: float(
         np.maximum(m.firms.cash_usd_bn[: m.firms.n][m.firms.alive[: m.firms.n]], 0.0).sum()
     ),

@@ -47,7 +47,12 @@ def test_us_controls_push_flagship_to_domestic_chips(baseline, baseline_8):
 
 def test_state_funding_raises_self_sufficiency(baseline, baseline_8):
     unfunded = _without(baseline, ("funding_program",))
-    runs = run_frame(unfunded, SEEDS, sample={"china.central_subsidy_usd_bn_per_year_2020": 0.0})
+    # No state money at all: no programmes, no central subsidy, no decision-rule response.
+    runs = run_frame(
+        unfunded,
+        SEEDS,
+        sample={"china.central_subsidy_usd_bn_per_year_2020": 0.0, "china.response_strength": 0.0},
+    )
     assert runs["state_funding_usd_bn"].sum() == 0.0
     base = baseline_8[baseline_8["year"] == 2030].groupby("seed")["self_sufficiency_pct"].mean()
     low = runs[runs["year"] == 2030].groupby("seed")["self_sufficiency_pct"].mean()
