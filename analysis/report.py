@@ -345,8 +345,9 @@ def figures() -> list[FigureSpec]:
             stat="mean",
             what="Share of runs (seeds x parameter draws) in which the ally is in a defected "
             "state in the quarter, one line per scenario.",
-            measure="ally_defected_<ally> = 1 when the ally's alignment is below 0.5 after the "
-            "US has asked it to align; the share is the mean of this 0/1 flag across runs.",
+            measure="ally_defected_<ally> = 1 when the ally has left an alignment it had "
+            "joined (alignment reached 0.7 after the US asked, now below 0.5); the share is "
+            "the mean of this 0/1 flag across runs.",
             ylim=(-0.02, 1.02),
             ylabel="share of runs",
         ),
@@ -670,6 +671,14 @@ def _programme_note(resolved: dict[str, dict], order: list[str]) -> tuple[str, f
     last = max(base, key=lambda p: quarter_ordinal(p[2]))
     year, q = parse_quarter(last[2])
     spans = ", ".join(f"{p} {a}-{b}" for p, a, b in base)
+    horizon = resolved[order[0]].get("end")
+    if horizon and quarter_ordinal(last[2]) >= quarter_ordinal(str(horizon)):
+        return (
+            f" {order[0]}'s scheduled programmes ({spans}) run to the horizon, so policy is "
+            "held without a funding cliff; China's government adds or trims money from "
+            "2024Q4 as the goal gap and control pressure change (docs/ODD.md 7.3).",
+            None,
+        )
     text = (
         f" The dotted line marks {last[2]}, when the last state funding programme "
         f"{order[0]} schedules ends ({spans}). Funding drops there because no later "
