@@ -676,7 +676,7 @@ def _programme_note(resolved: dict[str, dict], order: list[str]) -> tuple[str, f
         return (
             f" {order[0]}'s scheduled programmes ({spans}) run to the horizon, so policy is "
             "held without a funding cliff; China's government adds or trims money from "
-            "2024Q4 as the goal gap and control pressure change (docs/ODD.md 7.3).",
+            "2024Q4 as the goal gap and control pressure change (docs/ODD.md 7.10).",
             None,
         )
     text = (

@@ -323,7 +323,7 @@ class ForeignFirmGroup(mesa.Agent):
         """Expand, hold or divest the group's China fabs; returns the capacity added.
 
         The rule is :func:`model.foreign_fabs.located_growth_pct` of the drag the group's
-        signals add up to (docs/ODD.md section 7.2). Expansion needs tools from abroad, so
+        signals add up to (docs/ODD.md section 7.9). Expansion needs tools from abroad, so
         it is scaled by the share of the tools the group can still buy.
 
         Args:

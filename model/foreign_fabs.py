@@ -3,7 +3,7 @@
 Samsung's Xi'an NAND, SK Hynix's Wuxi DRAM and Dalian NAND, TSMC Nanjing and Shanghai,
 UMC HeJian, Intel Dalian and Texas Instruments Chengdu made about 60% of China-located
 chip output in 2021 (F03 counts them). Their owners decide each quarter how their China
-capacity grows from what they see (docs/ODD.md section 7.2):
+capacity grows from what they see (docs/ODD.md section 7.9):
 
 * **the market they serve** - the share of China's demand in their tier still bought from
   foreign suppliers (buyers that switch to Chinese chips shrink it) and how much of their

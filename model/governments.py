@@ -182,7 +182,7 @@ class USGovernment(mesa.Agent):
 
 @dataclass
 class PolicyResponse:
-    """China's decision rule's state (docs/ODD.md section 7.3).
+    """China's decision rule's state (docs/ODD.md section 7.10).
 
     Attributes:
         reference: (goal gap share, control pressure) when the rule starts: the policy
@@ -239,7 +239,7 @@ class ChinaGovernment(mesa.Agent):
         self.minerals_controlled = False
         self.talent_programs: list[tuple[int, float]] = []
         self.talent_supply_k = 0.0
-        #: The decision rule's state (docs/ODD.md section 7.3): what it answers, its money.
+        #: The decision rule's state (docs/ODD.md section 7.10): what it answers, its money.
         self.response = PolicyResponse()
 
     @property

@@ -1,4 +1,4 @@
-"""Actors that decide (docs/ODD.md 7.2-7.4): each decision switched off moves what it drives.
+"""Actors that decide (docs/ODD.md 7.6, 7.9, 7.10): each decision switched off moves its outputs.
 
 Runs are paired by seed (common random numbers) and every assertion holds in every seed
 with a minimum size, so an effect inside the seed noise fails. The horizon stops at 2030

@@ -83,6 +83,27 @@ def _report(out: Path, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def _flip_in_data(data: bytes) -> bytes:
+    """``data`` with one byte flipped where the file still parses but reads other values.
+
+    The search starts a third into the file: a flip in padding or statistics changes
+    nothing the reader sees, so the first flip that changes the data is used.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    original = pq.read_table(pa.BufferReader(data))
+    for pos in range(len(data) // 3, len(data)):
+        flipped = data[:pos] + bytes([data[pos] ^ 0x10]) + data[pos + 1 :]
+        try:
+            table = pq.read_table(pa.BufferReader(flipped))
+        except Exception:  # noqa: BLE001 - unreadable: not the case this helper makes
+            continue
+        if not table.equals(original):
+            return flipped
+    raise AssertionError("no single-byte flip changes the data while the file still parses")
+
+
 def _damage(kind: str, shard: Path) -> str:
     """Damage ``shard``; the start of the reason the message gives."""
     data = shard.read_bytes()
@@ -95,9 +116,8 @@ def _damage(kind: str, shard: Path) -> str:
     if kind == "garbled":
         shard.write_bytes(bytes((b * 7 + 13) % 256 for b in data))
         return "not a readable Parquet file (ArrowInvalid: "
-    if kind == "byte-flipped":  # in the data pages: the file still parses
-        pos = len(data) // 3
-        shard.write_bytes(data[:pos] + bytes([data[pos] ^ 0x10]) + data[pos + 1 :])
+    if kind == "byte-flipped":  # in the data pages: the file still parses, the data change
+        shard.write_bytes(_flip_in_data(data))
         return "its data do not match the sha256 checksum written with them"
     raise AssertionError(kind)
 
