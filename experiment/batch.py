@@ -36,6 +36,9 @@ Why it is built this way (the pains of other tools it avoids):
   one; a finished batch can be extended with more seeds (or Sobol' samples).
 * A tqdm bar on stderr shows runs done, failures and an ETA; ``--dry-run`` counts the runs
   and estimates wall time from a short pilot.
+* Scenarios that agree up to a quarter are simulated once up to it for each replicate and
+  sample, then branch (:mod:`experiment.branching`; bit-identical data, the same store
+  layout); ``--no-shared-history`` runs every scenario from the start.
 
 Testing hooks: ``DECOUPLE_FAIL_RUN`` (:data:`experiment.executors.FAIL_ENV`) and
 ``DECOUPLE_PAUSE`` (:data:`experiment.interrupts.PAUSE_ENV`).
@@ -78,6 +81,8 @@ class BatchOptions:
         command: the command line to record (default: rebuilt from the options).
         own_process: this process is the ``decouple batch`` command itself, so ``--jobs 1``
             may tune its garbage collector (see :func:`experiment.executors.prepare_process`).
+        shared_history: simulate the history scenarios share once per replicate and sample
+            (:mod:`experiment.branching`); False runs every scenario from its start.
     """
 
     scenario_paths: Sequence[str | Path]
@@ -94,6 +99,7 @@ class BatchOptions:
     dry_run: bool = False
     command: str | None = None
     own_process: bool = False
+    shared_history: bool = True
 
 
 @dataclass
@@ -293,13 +299,15 @@ def _check_resume(previous: dict, plan: BatchPlan, out: Path, log) -> dict:
 def _new_manifest(work: _Work, options: BatchOptions, out: Path) -> dict:
     """The manifest of a new store (gathered before the directory is created)."""
     command = options.command or _api_command(options, out)
-    return store.new_manifest(
+    manifest = store.new_manifest(
         work.plan,
         command,
         options.jobs,
         _scheduler_name(options.scheduler),
         options.runs_per_shard,
     )
+    manifest["executor"]["shared_history"] = options.shared_history
+    return manifest
 
 
 def _open_store(work: _Work, options: BatchOptions, log, manifest: dict | None) -> dict:
@@ -378,10 +386,16 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
     from tqdm import tqdm
 
     workers = options.jobs if client is None else executors.dask_threads(client)
-    size = task_size(options.runs_per_shard, work.todo, workers)
     pause = interrupts.pause_target()
     run_pause = pause if pause is not None and pause[0].startswith("run:") else None
-    tasks = work.plan.tasks(set(work.finished), size, fail_runs, run_pause)
+    if options.shared_history:
+        from . import branching
+
+        size = branching.tree_task_size(work.plan, options.runs_per_shard, work.todo, workers)
+        tasks = branching.tree_tasks(work.plan, set(work.finished), size, fail_runs, run_pause)
+    else:
+        size = task_size(options.runs_per_shard, work.todo, workers)
+        tasks = work.plan.tasks(set(work.finished), size, fail_runs, run_pause)
     stream = executors.stream_results(tasks, options.jobs, client, options.own_process)
     bar = tqdm(
         total=work.todo,
@@ -397,12 +411,14 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
     try:
         for task, result in stream:
             result = _checked(task, result, fingerprint)
-            if _save(work, shard_dir, task, result):
-                shards += 1
-                interrupts.pause_at(f"shard:{shards}", pause)
-            ran += len(task.seeds)
+            for part, part_result in _parts(task, result):
+                if _save(work, shard_dir, part, part_result):
+                    shards += 1
+                    interrupts.pause_at(f"shard:{shards}", pause)
+            n_runs = len(task.run_keys())
+            ran += n_runs
             failed_now += len(result.failures)
-            bar.update(len(task.seeds))
+            bar.update(n_runs)
             if result.failures:
                 bar.set_postfix(failed=failed_now, refresh=False)
             del result
@@ -413,8 +429,17 @@ def _run_tasks(work: _Work, options: BatchOptions, manifest: dict, client, fail_
     return ran
 
 
-def _checked(task: Task, result, fingerprint: str) -> TaskResult:
-    """An executor's result as a :class:`TaskResult`: an exception or other code fails the runs."""
+def _parts(task, result) -> list:
+    """``[(Task, TaskResult)]``: a tree task's result per scenario, or the task's own."""
+    parts = getattr(result, "parts", None)
+    return parts if parts is not None else [(task, result)]
+
+
+def _checked(task: Task, result, fingerprint: str):
+    """An executor's result (a TaskResult or a tree task's TreeResult) as one to save.
+
+    An exception, or rows computed by other model code, fails every run of the task.
+    """
     if isinstance(result, BaseException):
         # A dead worker's traceback would only show this process noticing it.
         died = isinstance(result, executors.WorkerDied)
@@ -481,8 +506,18 @@ def _dry_run(work: _Work, options: BatchOptions, log) -> BatchResult:
         f"= {plan.total} runs"
     )
     print(f"  already finished in {out}: {done_before}; to run: {todo}")
+    if options.shared_history:
+        from . import branching
+
+        for line in branching.describe(plan):
+            print(f"  {line}")
     if todo:
         print(f"  pilot: {plan.scenarios[0][1].name}, 2 runs in-process: {per_run:.2f} s per run")
+        if options.shared_history:
+            print(
+                "  (the estimate below runs every scenario from its start; shared history "
+                "saves part of it)"
+            )
         if options.scheduler is not None:
             print(
                 f"  estimated wall time: {_fmt_duration(per_run * todo)} of computing, "
@@ -513,6 +548,8 @@ def _api_command(options: BatchOptions, out: Path) -> str:
     for o in options.overrides:
         parts += ["--set", o]
     parts += ["--out", str(out)]
+    if not options.shared_history:
+        parts.append("--no-shared-history")
     return "(python API) " + " ".join(shlex.quote(p) for p in parts)
 
 
@@ -550,6 +587,7 @@ def run_batch(
     *,
     sample_seed: int | None = None,
     runs_per_shard: int = RUNS_PER_SHARD,
+    shared_history: bool = True,
 ) -> Path:
     """Run every scenario x replicate x parameter sample into a run store; resume if it exists.
 
@@ -571,6 +609,8 @@ def run_batch(
         progress: show a tqdm bar on stderr.
         sample_seed: seed of the QMC design; default like ``root_entropy``.
         runs_per_shard: replicates per task and shard.
+        shared_history: simulate once the history scenarios share (per replicate and
+            sample), then branch (:mod:`experiment.branching`); the data are the same.
 
     Returns:
         The run-store directory. Runs that failed are listed in ``failures.jsonl`` there
@@ -591,6 +631,7 @@ def run_batch(
         out=out,
         runs_per_shard=runs_per_shard,
         progress=progress,
+        shared_history=shared_history,
     )
     return execute(options).out
 
@@ -692,6 +733,14 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
         help=f"replicates per shard file (default {RUNS_PER_SHARD})",
     )
     p.add_argument(
+        "--no-shared-history",
+        action="store_true",
+        help=(
+            "run every scenario from its start instead of simulating the quarters scenarios "
+            "share once per seed and sample (the data are identical either way)"
+        ),
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="print the number of runs and a wall-time estimate from a 2-run pilot; run nothing",
@@ -717,6 +766,7 @@ def _options_from_args(args) -> BatchOptions:
         progress=not args.quiet,
         dry_run=args.dry_run,
         own_process=own_process,
+        shared_history=not args.no_shared_history,
     )
     if own_process:
         command = "decouple " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,7 +1,8 @@
 """Where a batch's tasks run: in this process, local worker processes or a Dask cluster.
 
-Every executor calls :func:`run_task` on each :class:`~experiment.plan.Task` and yields
-``(task, TaskResult | BaseException)`` as tasks complete; :func:`stream_results` picks one.
+Every executor calls :func:`run_task` on each :class:`~experiment.plan.Task` (or, with shared
+history, :class:`~experiment.branching.TreeTask`) and yields ``(task, TaskResult |
+TreeResult | BaseException)`` as tasks complete; :func:`stream_results` picks one.
 At most ``IN_FLIGHT_PER_WORKER x workers`` tasks are in flight, so memory stays flat
 however many runs the batch has. A run depends only on its task, so the data are
 bit-identical whatever the executor or the number of workers.
@@ -60,6 +61,7 @@ _SINGLE_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREAD
 
 #: Modules the forkserver imports once, before it forks the workers.
 _FORKSERVER_PRELOAD = [
+    "experiment.branching",
     "experiment.executors",
     "experiment.plan",
     "model.run",
@@ -137,18 +139,28 @@ def prepare_process(own: bool = False) -> None:
         _FROZEN = True
 
 
-def _scenario_of(task: Task):
-    """The task's :class:`~model.scenario.Scenario`, rebuilt once per worker and hash."""
-    sc = _SCENARIO_CACHE.get(task.scenario_hash)
+def frozen() -> bool:
+    """True if :func:`prepare_process` froze this process's heap (then collect after runs)."""
+    return _FROZEN
+
+
+def scenario_from(scenario_hash: str, data: dict):
+    """The :class:`~model.scenario.Scenario` of resolved ``data``, rebuilt once per worker."""
+    sc = _SCENARIO_CACHE.get(scenario_hash)
     if sc is None:
         from model.scenario import Scenario
 
-        sc = Scenario.model_validate(task.scenario_data)
-        _SCENARIO_CACHE[task.scenario_hash] = sc
+        sc = Scenario.model_validate(data)
+        _SCENARIO_CACHE[scenario_hash] = sc
     return sc
 
 
-def _run_table(cols: dict, scenario: str, seed: int, sample: int):
+def _scenario_of(task: Task):
+    """The task's :class:`~model.scenario.Scenario`, rebuilt once per worker and hash."""
+    return scenario_from(task.scenario_hash, task.scenario_data)
+
+
+def run_table(cols: dict, scenario: str, seed: int, sample: int):
     """One run's columns (from :func:`model.run.simulate`) as an Arrow table with ids."""
     import numpy as np
     import pyarrow as pa
@@ -168,9 +180,16 @@ def run_task(task: Task) -> TaskResult:
     """Run every replicate of ``task`` and return the rows in columnar form.
 
     A run that raises is recorded as a failure; the task goes on with its other runs.
-    This is the function every executor calls (in-process, process pool, Dask).
+    This is the function every executor calls (in-process, process pool, Dask). A
+    :class:`~experiment.branching.TreeTask` (shared history) is run by
+    :func:`~experiment.branching.run_tree_task`, which returns a ``TreeResult``.
     """
     import gc
+
+    if hasattr(task, "tree"):  # a TreeTask
+        from .branching import run_tree_task
+
+        return run_tree_task(task)
 
     import pyarrow as pa
 
@@ -189,7 +208,7 @@ def run_task(task: Task) -> TaskResult:
             cols = simulate(
                 scenario, replicate_seed(task.root_entropy, seed), sample=dict(task.values)
             )
-            tables.append(_run_table(cols, task.scenario, seed, task.sample))
+            tables.append(run_table(cols, task.scenario, seed, task.sample))
             done.append(seed)
         except Exception as exc:  # noqa: BLE001 - a failing run must not kill the batch
             failures.append(store.failure_record(key, exc, traceback.format_exc()))
