@@ -218,6 +218,21 @@ class DecouplingModel(mesa.Model):
             else:
                 self._events.setdefault(q, []).append(ev)
 
+    def follow(self, scenario: Scenario, from_q: int) -> None:
+        """Follow ``scenario`` from quarter ordinal ``from_q`` on (a branch of a shared run).
+
+        Its horizon, announced rules and the events of quarters ``>= from_q`` replace the
+        current scenario's; what happened before ``from_q`` is kept (model.run.branch).
+        """
+        self.spec = scenario
+        self.end_q = quarter_ordinal(scenario.end)
+        self.announcements = stockpile.announcements(scenario.events)
+        self._events = {}
+        for ev in scenario.events:
+            q = quarter_ordinal(ev.at)
+            if q >= from_q:
+                self._events.setdefault(q, []).append(ev)
+
     def _add_champion(self, name: str, spec: dict) -> None:
         line = FIRM_LINE_INDEX[spec["line"]]
         rows = self.firms.add(

@@ -19,7 +19,6 @@ import numpy as np
 from .calendar import quarter_ordinal
 from .model import DecouplingModel
 from .scenario import Scenario
-from .stockpile import announcements
 
 #: Root entropy used when a caller gives none (recorded in every manifest).
 DEFAULT_ROOT_ENTROPY = 20211013
@@ -100,15 +99,7 @@ def branch(model: DecouplingModel, scenario: Scenario) -> DecouplingModel:
             f"that started at quarter ordinal {model.start_q}"
         )
     clone = copy.deepcopy(model)
-    clone.spec = scenario
-    clone.end_q = quarter_ordinal(scenario.end)
-    clone.announcements = announcements(scenario.events)
-    events: dict[int, list] = {}
-    for ev in scenario.events:  # as DecouplingModel._init_events, for the quarters to come
-        q = quarter_ordinal(ev.at)
-        if q >= next_quarter(clone):
-            events.setdefault(q, []).append(ev)
-    clone._events = events
+    clone.follow(scenario, next_quarter(clone))
     # The copy's cached control tables are keyed partly by the identity of the original's
     # arrays; forget them (a cache, so the values are unchanged).
     clone.regime.invalidate()
