@@ -82,7 +82,7 @@ class BatchOptions:
 
     scenario_paths: Sequence[str | Path]
     seeds: int
-    sample: str | tuple | None = None
+    sample: str | tuple | None = "auto"
     overrides: Sequence[str] = ()
     root_entropy: int | None = None
     sample_seed: int | None = None
@@ -507,8 +507,8 @@ def _default_out() -> Path:
 def _api_command(options: BatchOptions, out: Path) -> str:
     """The ``decouple batch`` command equivalent to a Python call, for the manifest."""
     parts = ["decouple", "batch", *map(str, options.scenario_paths), "--seeds", str(options.seeds)]
-    sample = options.sample
-    if sample:
+    sample = "none" if options.sample is None else options.sample
+    if sample != "auto":
         parts += ["--sample", sample if isinstance(sample, str) else f"{sample[0]}:{sample[1]}"]
     for o in options.overrides:
         parts += ["--set", o]
@@ -540,7 +540,7 @@ def _fmt_duration(seconds: float) -> str:
 def run_batch(
     scenario_paths: Sequence[str | Path],
     seeds: int,
-    sample: str | tuple | None = None,
+    sample: str | tuple | None = "auto",
     jobs: int = 1,
     scheduler: Any = None,
     out: str | Path | None = None,
@@ -557,8 +557,11 @@ def run_batch(
         scenario_paths: scenario YAML files (each resolved with ``extends`` and ``overrides``).
         seeds: replicates per scenario and sample (replicate *i* uses the same random stream
             in every scenario and sample).
-        sample: ``None`` (one sample, no sampled values), ``"lhs:K"`` or ``"sobol:K"`` (or a
-            ``(method, K)`` tuple).
+        sample: ``"auto"`` (the default: the store's design when resuming, else
+            ``lhs:20`` if a scenario declares ``uncertain`` ranges or an
+            ``uncertain_ensemble``, else none), ``None`` or ``"none"`` (one sample, no sampled
+            values: seed noise only), ``"lhs:K"`` or ``"sobol:K"`` (or a ``(method, K)``
+            tuple).
         jobs: local worker processes; 1 runs in this process.
         scheduler: a Dask scheduler address (``"tcp://host:8786"``) or a
             ``dask.distributed.Client``; overrides ``jobs``.
@@ -643,8 +646,13 @@ def _add_design_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sample",
-        metavar="lhs:K|sobol:K",
-        help="draw K parameter samples from the scenarios' 'uncertain' blocks",
+        metavar="lhs:K|sobol:K|none",
+        default="auto",
+        help=(
+            "draw K parameter samples from the scenarios' 'uncertain' ranges and "
+            "'uncertain_ensemble' (default: lhs:20 when a scenario declares them, or the "
+            "resumed store's design); none: seed noise only"
+        ),
     )
     p.add_argument(
         "--sample-seed",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BatchError
-from .sampling import SampleDesign, design_samples, parse_sample_spec
+from .sampling import AUTO, SampleDesign, auto_spec, design_samples, parse_sample_spec
 
 #: Default number of runs (consecutive replicates of one scenario and sample) per shard.
 RUNS_PER_SHARD = 10
@@ -188,7 +188,7 @@ def _fresh_seed() -> int:
 def make_plan(
     scenario_paths: Sequence[str | Path],
     seeds: int,
-    sample: str | tuple | None = None,
+    sample: str | tuple | None = AUTO,
     overrides: Sequence[str] = (),
     root_entropy: int | None = None,
     sample_seed: int | None = None,
@@ -197,7 +197,9 @@ def make_plan(
     """Resolve the scenarios and draw the sample design.
 
     A root entropy or sample seed not given is taken from ``previous`` (the manifest of
-    the store being resumed) or drawn fresh; either way it is recorded.
+    the store being resumed) or drawn fresh; either way it is recorded. ``sample="auto"``
+    (the default) is the store's design, or the scenarios' declared uncertainty
+    (:func:`experiment.sampling.auto_spec`); ``None`` or ``"none"`` samples nothing.
 
     Raises:
         BatchError: on bad input.
@@ -206,6 +208,9 @@ def make_plan(
         raise BatchError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
     method, n = parse_sample_spec(sample)
     scenarios = load_scenarios(scenario_paths, overrides)
+    auto_note = None
+    if method == AUTO:
+        (method, n), auto_note = auto_spec([sc for _, sc in scenarios], previous)
     if root_entropy is None:
         prev = (previous or {}).get("root_entropy")
         root_entropy = int(prev) if isinstance(prev, int) else _fresh_entropy()
@@ -221,4 +226,6 @@ def make_plan(
     design = design_samples(
         [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
     )
+    if auto_note:
+        design.notes.insert(0, auto_note)
     return BatchPlan(scenarios, seeds, int(root_entropy), design, list(overrides))
