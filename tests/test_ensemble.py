@@ -10,6 +10,8 @@ uncertainty, and that bad files are refused with located messages.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -255,3 +257,39 @@ def test_batch_sample_none_runs_the_defaults(scen, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     m = load_manifest(out)
     assert m["samples"]["method"] == "none" and m["sample_values"] == [{}]
+
+
+# ---------------------------------------------------------------------------------------
+# The shipped baseline ensemble
+# ---------------------------------------------------------------------------------------
+
+LIBRARY = sorted(Path(__file__).resolve().parent.parent.glob("scenarios/*.yaml"))
+
+
+def test_every_library_scenario_inherits_the_baselines_uncertainty():
+    scenarios = [load_scenario(p) for p in LIBRARY]
+    base = next(sc for sc in scenarios if sc.name == "baseline")
+    assert base.uncertain_ensemble.file == "ensembles/baseline.yaml"
+    assert base.uncertain and all(d.reason for d in base.uncertain.values())
+    for sc in scenarios:
+        assert sc.uncertain_ensemble == base.uncertain_ensemble, sc.name
+        assert set(base.uncertain) <= set(sc.uncertain), sc.name
+    # `decouple batch scenarios/*.yaml` samples it by default, one design for all scenarios
+    plan = make_plan(LIBRARY, seeds=1, sample_seed=1)
+    assert (plan.design.method, plan.design.n) == ("lhs", DEFAULT_DRAWS)
+    assert plan.design.ensemble["file"] == "ensembles/baseline.yaml"
+
+
+def test_the_shipped_ensemble_was_fitted_to_the_shipped_calibration_file():
+    from experiment.targets import CONFIG_FILE, load_config
+
+    base = load_scenario(LIBRARY[0].parent / "baseline.yaml")
+    ens = load_ensemble(base.ensemble_path)
+    config = load_config(CONFIG_FILE)
+    assert ens.parameters == list(config.parameters)
+    # editing experiment/calibration.yaml needs a new `decouple calibrate` (docs/calibration.md)
+    assert ens.provenance["calibration_sha256"] == config.sha256()
+    for j, path in enumerate(ens.parameters):
+        lo, hi = config.parameters[path].prior.frozen().support()
+        assert all(lo <= row[j] <= hi for row in ens.members), path
+    assert len(ens.members) == len(ens.weights) > 0
