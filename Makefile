@@ -71,11 +71,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The main job: every library scenario x $(SEEDS) seeds x $(DRAWS) parameter draws (common
-# random numbers and common draws), then the report. A fresh store each time, so a model
-# change never meets an old store.
+# random numbers and common draws across scenarios; every run of a scenario its own stream,
+# so the bands pool 50 seed realisations, not 2), then the report. A fresh store each time,
+# so a model change never meets an old store.
 run: $(STAMP)
 	@out=runs/library-$$(date -u +%Y%m%dT%H%M%SZ); \
-	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --jobs $(JOBS) --out $$out && \
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --streams per-sample --jobs $(JOBS) --out $$out && \
 	$(VENV)/bin/decouple report $$out --baseline baseline && \
 	echo "Run store: $$out"
 
@@ -88,7 +89,7 @@ lint: $(STAMP)
 # Every library scenario x $(SEEDS) seeds x $(DRAWS) draws into runs/library (resumed if
 # interrupted; see docs/batch.md).
 batch: $(STAMP)
-	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --jobs $(JOBS) --out runs/library
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --streams per-sample --jobs $(JOBS) --out runs/library
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py --write

@@ -86,6 +86,7 @@ class BatchOptions:
     overrides: Sequence[str] = ()
     root_entropy: int | None = None
     sample_seed: int | None = None
+    streams: str | None = None
     jobs: int = 1
     scheduler: Any = None
     out: str | Path | None = None
@@ -228,6 +229,7 @@ def _plan_work(options: BatchOptions, out: Path, log) -> _Work:
         options.root_entropy,
         options.sample_seed,
         previous,
+        options.streams,
     )
     for note in plan.design.notes:
         log(f"{PROG}: {note}")
@@ -510,6 +512,8 @@ def _api_command(options: BatchOptions, out: Path) -> str:
     sample = "none" if options.sample is None else options.sample
     if sample != "auto":
         parts += ["--sample", sample if isinstance(sample, str) else f"{sample[0]}:{sample[1]}"]
+    if options.streams is not None:
+        parts += ["--streams", options.streams]
     for o in options.overrides:
         parts += ["--set", o]
     parts += ["--out", str(out)]
@@ -550,6 +554,7 @@ def run_batch(
     *,
     sample_seed: int | None = None,
     runs_per_shard: int = RUNS_PER_SHARD,
+    streams: str | None = None,
 ) -> Path:
     """Run every scenario x replicate x parameter sample into a run store; resume if it exists.
 
@@ -574,6 +579,10 @@ def run_batch(
         progress: show a tqdm bar on stderr.
         sample_seed: seed of the QMC design; default like ``root_entropy``.
         runs_per_shard: replicates per task and shard.
+        streams: ``"shared"`` (replicate *i* has one stream in every sample) or
+            ``"per-sample"`` (each sample's replicates have their own streams; see
+            :func:`experiment.plan.run_stream`); default: the resumed store's, else
+            ``per-sample`` with ``sample="auto"`` and ``shared`` otherwise.
 
     Returns:
         The run-store directory. Runs that failed are listed in ``failures.jsonl`` there
@@ -589,6 +598,7 @@ def run_batch(
         overrides=overrides,
         root_entropy=root_entropy,
         sample_seed=sample_seed,
+        streams=streams,
         jobs=jobs,
         scheduler=scheduler,
         out=out,
@@ -664,6 +674,16 @@ def _add_design_arguments(p: argparse.ArgumentParser) -> None:
         type=_nonneg_int,
         help="root SeedSequence entropy (default: fresh, recorded; a resume reuses the store's)",
     )
+    p.add_argument(
+        "--streams",
+        choices=("shared", "per-sample"),
+        help=(
+            "replicate i's random stream across parameter samples: shared (common random "
+            "numbers across parameter points, for sensitivity analysis) or per-sample (every "
+            "run its own stream, for bands over seeds and draws); default: the resumed "
+            "store's, else per-sample without --sample and shared with it"
+        ),
+    )
 
 
 def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
@@ -718,6 +738,7 @@ def _options_from_args(args) -> BatchOptions:
         overrides=args.set,
         root_entropy=args.root_entropy,
         sample_seed=args.sample_seed,
+        streams=args.streams,
         jobs=args.jobs or os.cpu_count() or 1,
         scheduler=args.scheduler,
         out=out,

@@ -21,6 +21,7 @@ from experiment.batch import BatchError, run_batch
 from experiment.plan import make_plan
 from experiment.sampling import DEFAULT_DRAWS, ENSEMBLE_DIMENSION, design_samples
 from model.ensemble import EnsembleError, load_ensemble
+from model.run import simulate
 from model.scenario import ScenarioError, load_scenario
 
 ENSEMBLE = """\
@@ -246,6 +247,37 @@ def test_batch_uses_common_parameter_draws_and_common_random_numbers(scen, tmp_p
             )
     # other draws give other runs (the demand share differs between members)
     assert not np.array_equal(runs[("parent", 0, 0)], runs[("parent", 0, 1)])
+
+
+def test_per_sample_streams_give_every_run_its_own_stream(scen, tmp_path, capsys):
+    """The default design's runs: stream (i, k) in every scenario; (i,) for sample 0."""
+    out = run_batch(
+        [scen / "parent.yaml", scen / "twin.yaml"], seeds=2, sample="lhs:2", sample_seed=3,
+        root_entropy=8, streams="per-sample", out=tmp_path / "ps", progress=False,
+    )  # fmt: skip
+    m = load_manifest(out)
+    assert m["streams"] == "per-sample"
+    df = load(out, columns=["china_demand_usd_bn"])
+    sc = load_scenario(scen / "parent.yaml")
+    for seed in range(2):
+        for k in range(2):
+            stream = np.random.SeedSequence(8, spawn_key=(seed, k) if k else (seed,))
+            cols = simulate(sc, stream, sample=m["sample_values"][k])
+            for name in ("parent", "twin"):
+                got = df[(df.scenario == name) & (df.seed == seed) & (df["sample"] == k)]
+                np.testing.assert_array_equal(
+                    got["china_demand_usd_bn"], cols["china_demand_usd_bn"]
+                )
+    # the default (auto) design uses per-sample streams, an explicit one shared streams
+    assert make_plan([scen / "parent.yaml"], seeds=1).streams == "per-sample"
+    assert make_plan([scen / "parent.yaml"], seeds=1, sample="lhs:2").streams == "shared"
+    # a resume asking for the other kind is refused
+    code = cli_main(
+        ["batch", str(scen / "parent.yaml"), str(scen / "twin.yaml"), "--seeds", "2",
+         "--sample", "lhs:2", "--streams", "shared", "--out", str(out), "--quiet", "--jobs", "1"]
+    )  # fmt: skip
+    assert code == 2
+    assert "streams: per-sample in the store, shared asked for" in capsys.readouterr().err
 
 
 def test_batch_sample_none_runs_the_defaults(scen, tmp_path, capsys):

@@ -122,12 +122,12 @@ def _seeds_line(project: Path, *args: str) -> tuple[int, str, str]:
 def test_seeds_is_one_variable_for_run_and_batch(project):
     assert make(project, "venv")[0] == 0
     run = (
-        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --jobs 2 --out $out "
-        "&& \\"
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --streams per-sample "
+        "--jobs 2 --out $out && \\"
     )
     batch = (
-        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --jobs 2 --out "
-        "runs/library"
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --streams per-sample "
+        "--jobs 2 --out runs/library"
     )
     assert _seeds_line(project, "run") == (0, run.format(2, "lhs:25"), "")
     assert _seeds_line(project, "run", "SEEDS=5") == (0, run.format(5, "lhs:25"), "")
@@ -140,8 +140,8 @@ def test_seeds_is_one_variable_for_run_and_batch(project):
 def test_run_seeds_still_works_and_a_conflict_fails_loudly(project):
     assert make(project, "venv")[0] == 0
     run = (
-        ".venv/bin/decouple batch scenarios/*.yaml --seeds 7 --sample lhs:25 --jobs 2 --out "
-        "$out && \\"
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds 7 --sample lhs:25 --streams "
+        "per-sample --jobs 2 --out $out && \\"
     )
     assert _seeds_line(project, "run", "RUN_SEEDS=7") == (
         0,
