@@ -142,8 +142,9 @@ class _VersionAction(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     """The ``decouple`` argument parser with every sub-command registered.
 
-    Sub-commands that live elsewhere (``report``, ``batch``, ``calibrate``) register themselves; their
-    modules import only the standard library at module level, so this stays fast.
+    Sub-commands that live elsewhere (``report``, ``batch``, ``calibrate``) register
+    themselves; their modules import only the standard library at module level, so this
+    stays fast.
     """
     parser = _Parser(
         prog="decouple",

@@ -59,7 +59,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -127,6 +126,8 @@ EARLIEST_START = "2014Q1"
 LATEST_END = "2050Q4"
 #: Longest ``extends`` chain followed.
 MAX_CHAIN = 20
+#: Where this process read each ensemble's content, by sha256 (``Scenario.ensemble_path``).
+_ENSEMBLE_LOCATIONS: dict[str, Path] = {}
 #: The scenario library: ``extends`` looks here after the child's own folder.
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 #: The only file names ``extends`` accepts.
@@ -471,10 +472,6 @@ class Scenario(_Strict):
     uncertain: dict[str, Distribution] = {}
     uncertain_ensemble: EnsembleRef | None = None
     expects: list[Expectation] = []
-    #: The ensemble file's location on this machine (not part of the hash: a moved checkout
-    #: is the same scenario); set by :func:`load_scenario`, ``None`` for a scenario rebuilt
-    #: from data (a worker's), which needs only the values drawn from it.
-    _ensemble_path: Path | None = PrivateAttr(None)
 
     @field_validator("events")
     @classmethod
@@ -501,8 +498,15 @@ class Scenario(_Strict):
 
     @property
     def ensemble_path(self) -> Path | None:
-        """Where this scenario's ensemble file is (``None`` without one, or if unknown)."""
-        return self._ensemble_path
+        """Where this scenario's ensemble file is (``None`` without one, or if unknown).
+
+        The location is not part of the scenario (a moved checkout is the same scenario):
+        :func:`load_scenario` records where it read each ensemble's content, by sha256, in
+        this process. A scenario rebuilt from data (a batch worker's) needs only the values
+        drawn from it.
+        """
+        ref = self.uncertain_ensemble
+        return None if ref is None else _ENSEMBLE_LOCATIONS.get(ref.sha256)
 
 
 # --------------------------------------------------------------------------------------
@@ -1381,20 +1385,11 @@ def _resolve(chain: list[tuple[ScenarioFile, YamlDocument]], overrides) -> Scena
         raise ScenarioError(
             [f"{chain[-1][1].path}: {e['msg']}" for e in exc.errors(include_url=False)]
         ) from None
-    scenario._ensemble_path = _ensemble_location(chain)
     scenario = _trim_to_horizon(scenario, chain, origin)
     problems = _check_resolved(scenario, chain, origin)
     if problems:
         raise ScenarioError(problems)
     return scenario
-
-
-def _ensemble_location(chain) -> Path | None:
-    """The ensemble file of the last file in the chain (parent first) that names one."""
-    found = None
-    for sf, doc in chain:
-        found = ensemble_file(sf, doc) or found
-    return found
 
 
 def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, int]], list]:
@@ -1433,10 +1428,10 @@ def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, i
         merged["parameters"].update(sf.parameters)
         merged["uncertain"].update(sf.uncertain)
         if sf.uncertain_ensemble is not None:
-            merged["uncertain_ensemble"] = {
-                "file": sf.uncertain_ensemble,
-                "sha256": file_sha256(ensemble_file(sf, doc)),
-            }
+            where = ensemble_file(sf, doc)
+            sha = file_sha256(where)
+            _ENSEMBLE_LOCATIONS[sha] = where
+            merged["uncertain_ensemble"] = {"file": sf.uncertain_ensemble, "sha256": sha}
         problems += _merge_events(sf, doc, merged, origin)
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)

@@ -322,8 +322,10 @@ def test_results_from_other_model_code_are_refused(scen, tmp_path, capsys, monke
     monkeypatch.setattr(executors, "run_task", other_code)
     out = tmp_path / "mismatch"
     code, _, err = _cli(
-        [str(scen / "a.yaml"), "--seeds", "2", "--out", str(out), "--jobs", "1", "--quiet"], capsys
-    )
+        [str(scen / "a.yaml"), "--seeds", "2", "--sample", "none", "--out", str(out),
+         "--jobs", "1", "--quiet"],
+        capsys,
+    )  # fmt: skip
     assert code == 1 and "2 of 2 runs failed" in err
     records = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert {r["exception"] for r in records} == {"ModelMismatch"}
