@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 JOBS ?= 2
 .DEFAULT_GOAL := help
 
-# SEEDS: replicates per scenario, for `make run` (default 50) and `make batch` (default 20).
+# SEEDS: replicates per scenario and parameter draw, for `make run` (default 2) and `make batch`
+# (default 4). DRAWS: parameter draws from the scenarios' declared uncertainty (the calibrated
+# ensemble and the baseline's `uncertain` ranges; default 25 for both), the same draws in every
+# scenario; DRAWS=0 runs the defaults only (seed noise alone).
 # RUN_SEEDS, the former name for `make run`, still works, with a note on stderr.
 ifneq ($(origin RUN_SEEDS),undefined)
   ifneq ($(origin SEEDS),undefined)
@@ -18,8 +21,10 @@ ifneq ($(origin RUN_SEEDS),undefined)
   $(warning RUN_SEEDS is now SEEDS: using SEEDS=$(RUN_SEEDS) (write: make run SEEDS=$(RUN_SEEDS)))
   SEEDS := $(RUN_SEEDS)
 endif
-run: SEEDS ?= 50
-batch: SEEDS ?= 20
+run: SEEDS ?= 2
+batch: SEEDS ?= 4
+DRAWS ?= 25
+SAMPLE = $(if $(filter 0,$(DRAWS)),none,lhs:$(DRAWS))
 
 # Candidates, newest first; pyenv shims exist even when their version is not selected,
 # so each candidate is tried, not just looked up.
@@ -30,17 +35,19 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 .PHONY: help run test venv lint bench batch clean
 
 help:
-	@echo "make run     build .venv (once), run every library scenario x SEEDS seeds (default 50;"
-	@echo "             4-6 minutes on 2 cores) and write the HTML report"
+	@echo "make run     build .venv (once), run every library scenario x SEEDS seeds x DRAWS"
+	@echo "             parameter draws (default 2 x 25; 4-6 minutes on 2 cores) and write the"
+	@echo "             HTML report"
 	@echo "make test    build .venv (once) and run the test suite (3-6 minutes on 2 cores)"
-	@echo "make batch   every library scenario x SEEDS seeds (default 20) into runs/library,"
-	@echo "             resumed if interrupted"
+	@echo "make batch   every library scenario x SEEDS seeds x DRAWS draws (default 4 x 25) into"
+	@echo "             runs/library, resumed if interrupted"
 	@echo "make lint    ruff check (100-character lines, Google docstrings)"
 	@echo "make bench   the model and batch timing benchmarks"
 	@echo "make venv    only build .venv (1-2 minutes, once)"
 	@echo "make clean   remove .venv"
 	@echo "make help    this list"
-	@echo "Variables: SEEDS=N (replicates per scenario), JOBS=N (worker processes, default 2),"
+	@echo "Variables: SEEDS=N (replicates per draw), DRAWS=K (parameter draws; 0: defaults only),"
+	@echo "           JOBS=N (worker processes, default 2),"
 	@echo "           PYTHON_CANDIDATES='python3.13 ...' (the Pythons tried for .venv, first wins)"
 
 # The venv, once (again when pyproject.toml changes); says what it does, since pip is quiet.
@@ -63,11 +70,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job: every library scenario x $(SEEDS) seeds (common random numbers), then the
-# report. A fresh store each time, so a model change never meets an old store.
+# The main job: every library scenario x $(SEEDS) seeds x $(DRAWS) parameter draws (common
+# random numbers and common draws across scenarios; every run of a scenario its own stream,
+# so the bands pool 50 seed realisations, not 2), then the report. A fresh store each time,
+# so a model change never meets an old store.
 run: $(STAMP)
 	@out=runs/library-$$(date -u +%Y%m%dT%H%M%SZ); \
-	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --jobs $(JOBS) --out $$out && \
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --streams per-sample --jobs $(JOBS) --out $$out && \
 	$(VENV)/bin/decouple report $$out --baseline baseline && \
 	echo "Run store: $$out"
 
@@ -77,9 +86,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Every library scenario x $(SEEDS) seeds into runs/library (resumed if interrupted; see docs/batch.md).
+# Every library scenario x $(SEEDS) seeds x $(DRAWS) draws into runs/library (resumed if
+# interrupted; see docs/batch.md).
 batch: $(STAMP)
-	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --jobs $(JOBS) --out runs/library
+	$(VENV)/bin/decouple batch scenarios/*.yaml --seeds $(SEEDS) --sample $(SAMPLE) --streams per-sample --jobs $(JOBS) --out runs/library
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_model.py --write

@@ -142,8 +142,9 @@ class _VersionAction(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     """The ``decouple`` argument parser with every sub-command registered.
 
-    Sub-commands that live elsewhere (``report``, ``batch``) register themselves; their
-    modules import only the standard library at module level, so this stays fast.
+    Sub-commands that live elsewhere (``report``, ``batch``, ``calibrate``) register
+    themselves; their modules import only the standard library at module level, so this
+    stays fast.
     """
     parser = _Parser(
         prog="decouple",
@@ -201,11 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report.register(sub)
     try:
-        from experiment import batch
+        from experiment import batch, calibration
     except ImportError:
         pass
     else:
         batch.register(sub)
+        calibration.register(sub)
     return parser
 
 

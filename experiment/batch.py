@@ -87,10 +87,11 @@ class BatchOptions:
 
     scenario_paths: Sequence[str | Path]
     seeds: int
-    sample: str | tuple | None = None
+    sample: str | tuple | None = "auto"
     overrides: Sequence[str] = ()
     root_entropy: int | None = None
     sample_seed: int | None = None
+    streams: str | None = None
     jobs: int = 1
     scheduler: Any = None
     out: str | Path | None = None
@@ -234,6 +235,7 @@ def _plan_work(options: BatchOptions, out: Path, log) -> _Work:
         options.root_entropy,
         options.sample_seed,
         previous,
+        options.streams,
     )
     for note in plan.design.notes:
         log(f"{PROG}: {note}")
@@ -542,9 +544,11 @@ def _default_out() -> Path:
 def _api_command(options: BatchOptions, out: Path) -> str:
     """The ``decouple batch`` command equivalent to a Python call, for the manifest."""
     parts = ["decouple", "batch", *map(str, options.scenario_paths), "--seeds", str(options.seeds)]
-    sample = options.sample
-    if sample:
+    sample = "none" if options.sample is None else options.sample
+    if sample != "auto":
         parts += ["--sample", sample if isinstance(sample, str) else f"{sample[0]}:{sample[1]}"]
+    if options.streams is not None:
+        parts += ["--streams", options.streams]
     for o in options.overrides:
         parts += ["--set", o]
     parts += ["--out", str(out)]
@@ -577,7 +581,7 @@ def _fmt_duration(seconds: float) -> str:
 def run_batch(
     scenario_paths: Sequence[str | Path],
     seeds: int,
-    sample: str | tuple | None = None,
+    sample: str | tuple | None = "auto",
     jobs: int = 1,
     scheduler: Any = None,
     out: str | Path | None = None,
@@ -588,6 +592,7 @@ def run_batch(
     sample_seed: int | None = None,
     runs_per_shard: int = RUNS_PER_SHARD,
     shared_history: bool = True,
+    streams: str | None = None,
 ) -> Path:
     """Run every scenario x replicate x parameter sample into a run store; resume if it exists.
 
@@ -595,8 +600,11 @@ def run_batch(
         scenario_paths: scenario YAML files (each resolved with ``extends`` and ``overrides``).
         seeds: replicates per scenario and sample (replicate *i* uses the same random stream
             in every scenario and sample).
-        sample: ``None`` (one sample, no sampled values), ``"lhs:K"`` or ``"sobol:K"`` (or a
-            ``(method, K)`` tuple).
+        sample: ``"auto"`` (the default: the store's design when resuming, else
+            ``lhs:20`` if a scenario declares ``uncertain`` ranges or an
+            ``uncertain_ensemble``, else none), ``None`` or ``"none"`` (one sample, no sampled
+            values: seed noise only), ``"lhs:K"`` or ``"sobol:K"`` (or a ``(method, K)``
+            tuple).
         jobs: local worker processes; 1 runs in this process.
         scheduler: a Dask scheduler address (``"tcp://host:8786"``) or a
             ``dask.distributed.Client``; overrides ``jobs``.
@@ -611,6 +619,10 @@ def run_batch(
         runs_per_shard: replicates per task and shard.
         shared_history: simulate once the history scenarios share (per replicate and
             sample), then branch (:mod:`experiment.branching`); the data are the same.
+        streams: ``"shared"`` (replicate *i* has one stream in every sample) or
+            ``"per-sample"`` (each sample's replicates have their own streams; see
+            :func:`experiment.plan.run_stream`); default: the resumed store's, else
+            ``per-sample`` with ``sample="auto"`` and ``shared`` otherwise.
 
     Returns:
         The run-store directory. Runs that failed are listed in ``failures.jsonl`` there
@@ -626,6 +638,7 @@ def run_batch(
         overrides=overrides,
         root_entropy=root_entropy,
         sample_seed=sample_seed,
+        streams=streams,
         jobs=jobs,
         scheduler=scheduler,
         out=out,
@@ -684,8 +697,13 @@ def _add_design_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sample",
-        metavar="lhs:K|sobol:K",
-        help="draw K parameter samples from the scenarios' 'uncertain' blocks",
+        metavar="lhs:K|sobol:K|none",
+        default="auto",
+        help=(
+            "draw K parameter samples from the scenarios' 'uncertain' ranges and "
+            "'uncertain_ensemble' (default: lhs:20 when a scenario declares them, or the "
+            "resumed store's design); none: seed noise only"
+        ),
     )
     p.add_argument(
         "--sample-seed",
@@ -696,6 +714,16 @@ def _add_design_arguments(p: argparse.ArgumentParser) -> None:
         "--root-entropy",
         type=_nonneg_int,
         help="root SeedSequence entropy (default: fresh, recorded; a resume reuses the store's)",
+    )
+    p.add_argument(
+        "--streams",
+        choices=("shared", "per-sample"),
+        help=(
+            "replicate i's random stream across parameter samples: shared (common random "
+            "numbers across parameter points, for sensitivity analysis) or per-sample (every "
+            "run its own stream, for bands over seeds and draws); default: the resumed "
+            "store's, else per-sample without --sample and shared with it"
+        ),
     )
 
 
@@ -759,6 +787,7 @@ def _options_from_args(args) -> BatchOptions:
         overrides=args.set,
         root_entropy=args.root_entropy,
         sample_seed=args.sample_seed,
+        streams=args.streams,
         jobs=args.jobs or os.cpu_count() or 1,
         scheduler=args.scheduler,
         out=out,

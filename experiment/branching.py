@@ -397,6 +397,7 @@ class TreeTask:
         root_entropy: the batch's root entropy.
         fail_runs: runs the failure testing hook makes fail.
         pause: the pause testing hook's ``(point, file)``, if a run's.
+        streams: how replicate streams relate across samples (the plan's ``streams``).
     """
 
     tree: Branch
@@ -407,6 +408,7 @@ class TreeTask:
     root_entropy: int
     fail_runs: frozenset = frozenset()
     pause: tuple[str, str] | None = None
+    streams: str = "shared"  # see experiment.plan.run_stream
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -486,6 +488,7 @@ def tree_tasks(
                         plan.root_entropy,
                         fail_runs,
                         pause,
+                        plan.streams,
                     )
 
 
@@ -521,9 +524,8 @@ def run_tree_task(task: TreeTask):
 
     import pyarrow as pa
 
-    from model.run import replicate_seed
-
     from . import executors, interrupts, provenance
+    from .plan import run_stream
 
     executors.prepare_process()
     scenarios = {name: executors.scenario_from(h, data) for name, h, data in task.scenarios}
@@ -540,7 +542,7 @@ def run_tree_task(task: TreeTask):
         outcomes = run_tree(
             task.tree,
             scenarios,
-            replicate_seed(task.root_entropy, seed),
+            run_stream(task.root_entropy, seed, task.sample, task.streams),
             dict(task.values),
             wanted - injected,
         )

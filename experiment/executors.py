@@ -193,7 +193,9 @@ def run_task(task: Task) -> TaskResult:
 
     import pyarrow as pa
 
-    from model.run import replicate_seed, simulate
+    from model.run import simulate
+
+    from .plan import run_stream
 
     prepare_process()
     scenario = _scenario_of(task)
@@ -205,9 +207,8 @@ def run_task(task: Task) -> TaskResult:
         try:
             if key in task.fail_runs:
                 raise RuntimeError(f"injected failure of run {key} ({FAIL_ENV} testing hook)")
-            cols = simulate(
-                scenario, replicate_seed(task.root_entropy, seed), sample=dict(task.values)
-            )
+            stream = run_stream(task.root_entropy, seed, task.sample, task.streams)
+            cols = simulate(scenario, stream, sample=dict(task.values))
             tables.append(run_table(cols, task.scenario, seed, task.sample))
             done.append(seed)
         except Exception as exc:  # noqa: BLE001 - a failing run must not kill the batch

@@ -4,9 +4,17 @@ A batch is the cross product of
 
 * **scenarios** (files, resolved with ``extends`` and ``--set``),
 * **replicates** ``i = 0..seeds-1``: replicate *i* draws from
-  :func:`model.run.replicate_seed` ``(root_entropy, i)`` in every scenario and every sample
-  (common random numbers, so scenario differences are paired comparisons), and
-* **parameter samples** ``k = 0..K-1`` (:mod:`experiment.sampling`).
+  :func:`model.run.replicate_seed` ``(root_entropy, i)`` in every scenario (common random
+  numbers, so scenario differences are paired comparisons), and
+* **parameter samples** ``k = 0..K-1`` (:mod:`experiment.sampling`), the same in every
+  scenario.
+
+Across samples, the streams are ``shared`` (replicate *i* has the same stream in every
+sample: common random numbers across parameter points, which a sensitivity analysis wants)
+or ``per-sample`` (replicate *i* of sample *k* >= 1 draws from child ``(i, k)`` of the root,
+sample 0 from child ``i``: every run of a scenario has its own stream, which bands pooled
+over seeds and parameter draws need; with shared streams, 2 seeds x 25 draws would hold
+only 2 seed realisations). See :func:`run_stream`.
 
 Every run depends only on its key (scenario, replicate, sample) and the root entropy, so a
 :class:`BatchPlan` and the set of runs already finished determine the remaining
@@ -23,13 +31,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BatchError
-from .sampling import SampleDesign, design_samples, parse_sample_spec
+from .sampling import AUTO, SampleDesign, auto_spec, design_samples, parse_sample_spec
 
 #: Default number of runs (consecutive replicates of one scenario and sample) per shard.
 RUNS_PER_SHARD = 10
 
 RunKey = tuple[str, int, int]
 """``(scenario, seed, sample)``: identifies one run of a batch."""
+
+#: How replicate streams relate across parameter samples (see the module docstring).
+STREAMS = ("shared", "per-sample")
+
+
+def run_stream(root_entropy: int, replicate: int, sample: int, streams: str = "shared"):
+    """The ``SeedSequence`` of run (replicate, sample), the same in every scenario.
+
+    ``shared``: child ``replicate`` of the root in every sample. ``per-sample``: child
+    ``(replicate, sample)`` for samples >= 1, child ``replicate`` for sample 0 (so a batch
+    without parameter samples has the streams it always had).
+    """
+    import numpy as np
+
+    from model.run import replicate_seed
+
+    if streams == "per-sample" and sample > 0:
+        return np.random.SeedSequence(root_entropy, spawn_key=(replicate, sample))
+    return replicate_seed(root_entropy, replicate)
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,7 @@ class Task:
     root_entropy: int
     fail_runs: frozenset = frozenset()
     pause: tuple[str, str] | None = None  # the pause testing hook's (point, file), if a run's
+    streams: str = "shared"  # see run_stream
 
     def run_keys(self) -> list[RunKey]:
         """The run keys of this task."""
@@ -69,6 +97,7 @@ class BatchPlan:
     root_entropy: int
     design: SampleDesign
     overrides: list[str]
+    streams: str = "shared"
 
     @property
     def total(self) -> int:
@@ -83,6 +112,7 @@ class BatchPlan:
             "root_entropy": self.root_entropy,
             "samples": self.design.describe(),
             "sample_values": self.design.values,
+            "streams": self.streams,
         }
 
     def all_keys(self) -> Iterator[RunKey]:
@@ -118,7 +148,16 @@ class BatchPlan:
                     )
                     if todo:
                         yield Task(
-                            sc.name, h, data, k, values, todo, self.root_entropy, fail_runs, pause
+                            sc.name,
+                            h,
+                            data,
+                            k,
+                            values,
+                            todo,
+                            self.root_entropy,
+                            fail_runs,
+                            pause,
+                            self.streams,
                         )
 
 
@@ -188,16 +227,22 @@ def _fresh_seed() -> int:
 def make_plan(
     scenario_paths: Sequence[str | Path],
     seeds: int,
-    sample: str | tuple | None = None,
+    sample: str | tuple | None = AUTO,
     overrides: Sequence[str] = (),
     root_entropy: int | None = None,
     sample_seed: int | None = None,
     previous: dict | None = None,
+    streams: str | None = None,
 ) -> BatchPlan:
     """Resolve the scenarios and draw the sample design.
 
     A root entropy or sample seed not given is taken from ``previous`` (the manifest of
-    the store being resumed) or drawn fresh; either way it is recorded.
+    the store being resumed) or drawn fresh; either way it is recorded. ``sample="auto"``
+    (the default) is the store's design, or the scenarios' declared uncertainty
+    (:func:`experiment.sampling.auto_spec`); ``None`` or ``"none"`` samples nothing.
+    ``streams`` not given is the resumed store's (``shared`` for a store made before the
+    choice existed), else ``per-sample`` for the default design (its bands pool seeds and
+    draws) and ``shared`` for one given explicitly.
 
     Raises:
         BatchError: on bad input.
@@ -206,6 +251,17 @@ def make_plan(
         raise BatchError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
     method, n = parse_sample_spec(sample)
     scenarios = load_scenarios(scenario_paths, overrides)
+    auto_note = None
+    auto = method == AUTO
+    if auto:
+        (method, n), auto_note = auto_spec([sc for _, sc in scenarios], previous)
+    if streams is None:
+        if previous is not None:
+            streams = previous.get("streams", "shared")
+        else:
+            streams = "per-sample" if auto else "shared"
+    if streams not in STREAMS:
+        raise BatchError(f"--streams {streams}: expected one of {', '.join(STREAMS)}")
     if root_entropy is None:
         prev = (previous or {}).get("root_entropy")
         root_entropy = int(prev) if isinstance(prev, int) else _fresh_entropy()
@@ -221,4 +277,6 @@ def make_plan(
     design = design_samples(
         [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
     )
-    return BatchPlan(scenarios, seeds, int(root_entropy), design, list(overrides))
+    if auto_note:
+        design.notes.insert(0, auto_note)
+    return BatchPlan(scenarios, seeds, int(root_entropy), design, list(overrides), streams)

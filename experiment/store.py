@@ -548,6 +548,7 @@ BATCH_MANIFEST_FIELDS: tuple[tuple[str, tuple], ...] = (
     ("samples.distributions", (dict,)),
     ("sample_values", (list,)),
     ("sample_values[]", (dict,)),
+    ("streams", (str,)),
     ("overrides", (list,)),
     ("overrides[]", (str,)),
     ("scenarios", (dict,)),
@@ -776,6 +777,7 @@ def new_manifest(
         "seeds": plan.seeds,
         "samples": ident["samples"],
         "sample_values": ident["sample_values"],
+        "streams": plan.streams,
         "overrides": plan.overrides,
         "scenarios": {
             sc.name: {
@@ -865,6 +867,10 @@ def describe_mismatch(old: dict, new: dict, *, extend: bool = False) -> list[str
                 f"seeds: {old_seeds} in the store, {new['seeds']} asked for (a batch can be "
                 "extended with more seeds, not reduced: choose another --out for fewer)"
             )
+    if old.get("streams", "shared") != new.get("streams", "shared"):
+        diffs.append(
+            f"streams: {old.get('streams', 'shared')} in the store, {new['streams']} asked for"
+        )
     if old.get("root_entropy") != new["root_entropy"]:
         diffs.append(
             f"root entropy: {old.get('root_entropy')} in the store, {new['root_entropy']} asked for"

@@ -24,6 +24,10 @@ Merge rules for ``extends`` (the chain is applied root first, each child on top)
 * ``parameters``: merged key by key, the child's value wins. A child that fixes a parameter
   an ancestor declared ``uncertain`` removes it from ``uncertain`` (the later statement wins).
 * ``uncertain``: merged key by key, the child's distribution wins.
+* ``uncertain_ensemble``: a parameter ensemble file (:mod:`model.ensemble`, written by
+  ``decouple calibrate``), named relative to the file that declares it; the child's wins.
+  A batch draws whole members of it (together with the ``uncertain`` ranges); a path that
+  is also in ``uncertain`` is drawn from the range instead.
 * ``events``: the parent's events, minus those whose ``id`` is listed in the child's
   ``drop_events``, then the child's own. Events are applied in date order; events of the same
   quarter in file order, parents' first. Event ids must be unique in the resolved scenario.
@@ -54,11 +58,19 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from . import parameters as params_mod
 from .calendar import parse_quarter, quarter_ordinal
+from .ensemble import EnsembleError, file_sha256, load_ensemble
 from .outputs import OUTPUT_COLUMNS
 from .scenario_yaml import MAX_BYTES as MAX_FILE_BYTES
 from .scenario_yaml import YamlDocument, YamlInputError, dotted_path, load_yaml, parse_yaml
@@ -117,6 +129,8 @@ EARLIEST_START = "2014Q1"
 LATEST_END = "2050Q4"
 #: Longest ``extends`` chain followed.
 MAX_CHAIN = 20
+#: Where this process read each ensemble's content, by sha256 (``Scenario.ensemble_path``).
+_ENSEMBLE_LOCATIONS: dict[str, Path] = {}
 #: The scenario library: ``extends`` looks here after the child's own folder.
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 #: The only file names ``extends`` accepts.
@@ -334,6 +348,8 @@ class Distribution(_Strict):
 
     ``uniform`` and ``loguniform`` take ``low`` and ``high``; ``triangular`` also ``mode``;
     ``normal`` takes ``mean`` and ``sd`` and optionally ``low``/``high`` to truncate it.
+    ``reason`` says why the parameter is uncertain over this range (it does not change
+    the draws).
     """
 
     dist: Literal["uniform", "triangular", "normal", "loguniform"] = "uniform"
@@ -342,6 +358,7 @@ class Distribution(_Strict):
     mode: float | None = None
     mean: float | None = None
     sd: Annotated[float, Field(gt=0)] | None = None
+    reason: Text | None = None
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -428,8 +445,20 @@ class ScenarioFile(_Strict):
     events: list[Event] = []  # type: ignore[valid-type]
     drop_events: list[Identifier] = []
     uncertain: dict[str, Distribution] = {}
+    uncertain_ensemble: Annotated[str, Field(pattern=EXTENDS_PATTERN, max_length=500)] | None = None
     expects: list[Expectation] = []
     explanation: Text | None = None
+
+
+class EnsembleRef(_Strict):
+    """A resolved scenario's parameter ensemble file and the sha256 of its content.
+
+    ``file`` is as the declaring scenario names it; the content's sha256 makes a changed
+    ensemble change the scenario's hash (so a batch store is not resumed across it).
+    """
+
+    file: str
+    sha256: str
 
 
 class Scenario(_Strict):
@@ -445,6 +474,7 @@ class Scenario(_Strict):
     parameters: dict[str, Any] = {}
     events: list[Event] = []  # type: ignore[valid-type]
     uncertain: dict[str, Distribution] = {}
+    uncertain_ensemble: EnsembleRef | None = None
     expects: list[Expectation] = []
     #: Why the result is what it is, for readers of the report (None: not given; left out
     #: of the hash then, so scenarios without one keep their hash).
@@ -472,6 +502,18 @@ class Scenario(_Strict):
     def resolved_parameters(self, sample: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults with this scenario's overrides and an optional parameter sample applied."""
         return params_mod.resolve({**self.parameters, **(sample or {})})
+
+    @property
+    def ensemble_path(self) -> Path | None:
+        """Where this scenario's ensemble file is (``None`` without one, or if unknown).
+
+        The location is not part of the scenario (a moved checkout is the same scenario):
+        :func:`load_scenario` records where it read each ensemble's content, by sha256, in
+        this process. A scenario rebuilt from data (a batch worker's) needs only the values
+        drawn from it.
+        """
+        ref = self.uncertain_ensemble
+        return None if ref is None else _ENSEMBLE_LOCATIONS.get(ref.sha256)
 
 
 # --------------------------------------------------------------------------------------
@@ -888,6 +930,7 @@ def _check_file(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
         if msg:
             problems.append(Problem.at(doc, ("parameters", path), msg))
     problems += _check_uncertain(sf, doc)
+    problems += _check_ensemble(sf, doc)
     sources = [(("sources", i), s) for i, s in enumerate(sf.sources)]
     sources += [(("events", i, "source"), e.source) for i, e in enumerate(sf.events) if e.source]
     problems += _check_sources(sources, doc)
@@ -942,6 +985,45 @@ def _check_uncertain(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
     return problems
 
 
+def ensemble_file(sf: ScenarioFile, doc: YamlDocument) -> Path | None:
+    """The ensemble file a scenario file names, relative to the scenario file's folder."""
+    if sf.uncertain_ensemble is None:
+        return None
+    return Path(doc.path).parent / sf.uncertain_ensemble
+
+
+def _check_ensemble(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
+    """``uncertain_ensemble`` names a valid ensemble file inside the scenario's folder."""
+    if sf.uncertain_ensemble is None:
+        return []
+    ref = sf.uncertain_ensemble
+    norm = ref.replace("\\", "/")
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm) or ".." in norm.split("/"):
+        return [
+            Problem.at(
+                doc,
+                ("uncertain_ensemble",),
+                f"'{ref}': name the ensemble file by a path relative to this file's folder, "
+                "without '..' (e.g. ensembles/baseline.yaml)",
+            )
+        ]
+    if not norm.endswith(SCENARIO_SUFFIXES):
+        return [
+            Problem.at(
+                doc,
+                ("uncertain_ensemble",),
+                f"'{ref}': an ensemble file ends in .yaml or .yml (decouple calibrate writes one)",
+            )
+        ]
+    try:
+        load_ensemble(ensemble_file(sf, doc))
+    except EnsembleError as exc:
+        return [
+            Problem.at(doc, ("uncertain_ensemble",), p) for p in exc.problems
+        ]
+    return []
+
+
 def _sampled_outside_range(path: str, dist: Distribution) -> str | None:
     """A message if ``dist`` can draw values outside the parameter's range, else ``None``."""
     rng = params_mod.bounds(path)
@@ -992,7 +1074,7 @@ def _check_file_events(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
 
 
 def _read_file(
-    path: Path, child: tuple[YamlDocument, str] | None = None
+    path: Path, child: tuple[YamlDocument, str] | None = None, ensemble: bool = True
 ) -> tuple[ScenarioFile | None, YamlDocument | None, list[Problem]]:
     """Parse and validate one file. Returns (file, document, problems).
 
@@ -1002,6 +1084,7 @@ def _read_file(
             text. The parent must then be a scenario file (:func:`_looks_like_scenario`);
             any other file is refused at the child's ``extends`` line, and nothing of its
             content is shown.
+        ensemble: keep and check ``uncertain_ensemble`` (else it is dropped unread).
     """
     try:
         doc = load_yaml(path)
@@ -1028,6 +1111,8 @@ def _read_file(
         sf = ScenarioFile.model_validate(doc.data)
     except ValidationError as exc:
         return None, doc, _format_pydantic(exc, doc)
+    if not ensemble:
+        sf = sf.model_copy(update={"uncertain_ensemble": None})
     return sf, doc, _check_file(sf, doc)
 
 
@@ -1196,13 +1281,19 @@ _parse_override = parse_override
 
 
 def load_scenario(
-    path: str | Path, overrides: list[str] | dict[str, Any] | None = None
+    path: str | Path,
+    overrides: list[str] | dict[str, Any] | None = None,
+    *,
+    ensemble: bool = True,
 ) -> Scenario:
     """Load a scenario file, resolve its ``extends`` chain and apply ``--set`` overrides.
 
     Args:
         path: the scenario YAML file; messages name it (and its parents) relative to it.
         overrides: ``["path=value", ...]`` as given to ``--set``, or a ``{path: value}`` mapping.
+        ensemble: read and check the ``uncertain_ensemble`` file; ``False`` leaves it out of
+            the resolved scenario (``decouple calibrate`` makes the ensemble, so it must
+            load a scenario whose ensemble is missing or out of date).
 
     Returns:
         The resolved :class:`Scenario`.
@@ -1219,7 +1310,7 @@ def load_scenario(
     child: tuple[YamlDocument, str] | None = None
     while True:
         seen.append(real)
-        sf, doc, file_problems = _read_file(display, child)
+        sf, doc, file_problems = _read_file(display, child, ensemble)
         problems += sorted(file_problems, key=lambda p: (p.line or 0, p.col or 0))
         if sf is None or doc is None:
             break
@@ -1343,6 +1434,11 @@ def _merge_chain(chain) -> tuple[dict[str, Any], dict[int, tuple[YamlDocument, i
             merged["uncertain"].pop(p, None)
         merged["parameters"].update(sf.parameters)
         merged["uncertain"].update(sf.uncertain)
+        if sf.uncertain_ensemble is not None:
+            where = ensemble_file(sf, doc)
+            sha = file_sha256(where)
+            _ENSEMBLE_LOCATIONS[sha] = where
+            merged["uncertain_ensemble"] = {"file": sf.uncertain_ensemble, "sha256": sha}
         problems += _merge_events(sf, doc, merged, origin)
         merged["sources"].extend(s for s in sf.sources if s not in merged["sources"])
         merged["expects"] = list(sf.expects)
@@ -1518,6 +1614,7 @@ __all__ = [
     "OUTPUT_COLUMNS",
     "TIERS",
     "Distribution",
+    "EnsembleRef",
     "Expectation",
     "Problem",
     "Scenario",

@@ -252,14 +252,16 @@ def test_finished_batch_resumes_to_a_no_op(reference, scen, capsys):
 def test_resume_adopts_the_stores_root_entropy_and_sample_seed(reference, scen, tmp_path, capsys):
     """The same command without --root-entropy resumes a store started with fresh entropy."""
     out = tmp_path / "fresh"
-    run_batch(_files(scen), seeds=2, out=out, progress=False)
+    run_batch(_files(scen), seeds=2, sample="none", out=out, progress=False)
     m = load_manifest(out)
     assert isinstance(m["root_entropy"], int) and m["root_entropy"] > 2**64  # fresh 128-bit
+    # without --sample, a resume keeps the store's design (here: none), not the default
     code, _, err = _cli(
         [*_files(scen), "--seeds", "2", "--out", str(out), "--jobs", "1", "--quiet"], capsys
     )
     assert code == 0, err
     assert load_manifest(out)["root_entropy"] == m["root_entropy"]
+    assert load_manifest(out)["samples"]["method"] == "none"
 
 
 def test_mismatched_resume_is_refused(reference, scen, tmp_path, capsys):
@@ -320,8 +322,10 @@ def test_results_from_other_model_code_are_refused(scen, tmp_path, capsys, monke
     monkeypatch.setattr(executors, "run_task", other_code)
     out = tmp_path / "mismatch"
     code, _, err = _cli(
-        [str(scen / "a.yaml"), "--seeds", "2", "--out", str(out), "--jobs", "1", "--quiet"], capsys
-    )
+        [str(scen / "a.yaml"), "--seeds", "2", "--sample", "none", "--out", str(out),
+         "--jobs", "1", "--quiet"],
+        capsys,
+    )  # fmt: skip
     assert code == 1 and "2 of 2 runs failed" in err
     records = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert {r["exception"] for r in records} == {"ModelMismatch"}
@@ -383,7 +387,7 @@ def test_bad_failure_hook_is_a_clear_error(scen, tmp_path, capsys, monkeypatch):
 def test_replicate_i_shares_its_stream_across_scenarios(scen, tmp_path):
     out = run_batch(
         [str(scen / "a.yaml"), str(scen / "a_twin.yaml"), str(scen / "b.yaml")],
-        seeds=3, jobs=1, out=tmp_path / "crn", root_entropy=ROOT, progress=False,
+        seeds=3, sample="none", jobs=1, out=tmp_path / "crn", root_entropy=ROOT, progress=False,
     )  # fmt: skip
     df = load(out, columns=["self_sufficiency_pct", "china_demand_usd_bn"])
     runs = {

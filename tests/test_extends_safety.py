@@ -148,6 +148,7 @@ def test_a_name_is_looked_up_in_the_folder_then_the_library(folder, tmp_path):
     assert load_scenario("child.yaml").lineage == ["baseline", "child"]
     assert "china.procurement_preference" not in load_scenario("child.yaml").parameters
     shutil.copy(LIBRARY / "baseline.yaml", tmp_path / "baseline.yaml")
+    shutil.copytree(LIBRARY / "ensembles", tmp_path / "ensembles")  # the baseline declares one
     with (tmp_path / "baseline.yaml").open("a", encoding="utf-8") as fh:
         fh.write("parameters:\n  china.procurement_preference: 0.9\n")
     assert load_scenario("child.yaml").parameters["china.procurement_preference"] == 0.9

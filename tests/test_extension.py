@@ -33,7 +33,7 @@ def scen(tmp_path_factory):
 
 
 def _args(scen, out, seeds: int, sample: str | None = None) -> list[str]:
-    design = ["--sample", sample, "--sample-seed", "5"] if sample else []
+    design = ["--sample", sample, "--sample-seed", "5"] if sample else ["--sample", "none"]
     return [
         "batch", str(scen), "--seeds", str(seeds), *design, "--root-entropy", "12",
         "--jobs", "1", "--runs-per-shard", "2", "--out", str(out), "--quiet",

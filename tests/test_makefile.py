@@ -20,17 +20,19 @@ MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="GNU make is not installed")
 
 HELP = [
-    "make run     build .venv (once), run every library scenario x SEEDS seeds (default 50;",
-    "             4-6 minutes on 2 cores) and write the HTML report",
+    "make run     build .venv (once), run every library scenario x SEEDS seeds x DRAWS",
+    "             parameter draws (default 2 x 25; 4-6 minutes on 2 cores) and write the",
+    "             HTML report",
     "make test    build .venv (once) and run the test suite (3-6 minutes on 2 cores)",
-    "make batch   every library scenario x SEEDS seeds (default 20) into runs/library,",
-    "             resumed if interrupted",
+    "make batch   every library scenario x SEEDS seeds x DRAWS draws (default 4 x 25) into",
+    "             runs/library, resumed if interrupted",
     "make lint    ruff check (100-character lines, Google docstrings)",
     "make bench   the model and batch timing benchmarks",
     "make venv    only build .venv (1-2 minutes, once)",
     "make clean   remove .venv",
     "make help    this list",
-    "Variables: SEEDS=N (replicates per scenario), JOBS=N (worker processes, default 2),",
+    "Variables: SEEDS=N (replicates per draw), DRAWS=K (parameter draws; 0: defaults only),",
+    "           JOBS=N (worker processes, default 2),",
     "           PYTHON_CANDIDATES='python3.13 ...' (the Pythons tried for .venv, first wins)",
 ]
 
@@ -119,18 +121,28 @@ def _seeds_line(project: Path, *args: str) -> tuple[int, str, str]:
 @needs_make
 def test_seeds_is_one_variable_for_run_and_batch(project):
     assert make(project, "venv")[0] == 0
-    run = ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --jobs 2 --out $out && \\"
-    batch = ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --jobs 2 --out runs/library"
-    assert _seeds_line(project, "run") == (0, run.format(50), "")
-    assert _seeds_line(project, "run", "SEEDS=5") == (0, run.format(5), "")
-    assert _seeds_line(project, "batch") == (0, batch.format(20), "")
-    assert _seeds_line(project, "batch", "SEEDS=3") == (0, batch.format(3), "")
+    run = (
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --streams per-sample "
+        "--jobs 2 --out $out && \\"
+    )
+    batch = (
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds {} --sample {} --streams per-sample "
+        "--jobs 2 --out runs/library"
+    )
+    assert _seeds_line(project, "run") == (0, run.format(2, "lhs:25"), "")
+    assert _seeds_line(project, "run", "SEEDS=5") == (0, run.format(5, "lhs:25"), "")
+    assert _seeds_line(project, "run", "SEEDS=20", "DRAWS=0") == (0, run.format(20, "none"), "")
+    assert _seeds_line(project, "batch") == (0, batch.format(4, "lhs:25"), "")
+    assert _seeds_line(project, "batch", "SEEDS=3", "DRAWS=8") == (0, batch.format(3, "lhs:8"), "")
 
 
 @needs_make
 def test_run_seeds_still_works_and_a_conflict_fails_loudly(project):
     assert make(project, "venv")[0] == 0
-    run = ".venv/bin/decouple batch scenarios/*.yaml --seeds 7 --jobs 2 --out $out && \\"
+    run = (
+        ".venv/bin/decouple batch scenarios/*.yaml --seeds 7 --sample lhs:25 --streams "
+        "per-sample --jobs 2 --out $out && \\"
+    )
     assert _seeds_line(project, "run", "RUN_SEEDS=7") == (
         0,
         run,

@@ -252,7 +252,7 @@ EXPECTED: dict[str, list[str]] = {
         "every scenario file needs one",
         "{B}typo_top_key.yaml:2:1: qestion: unknown key 'qestion' (did you mean 'question'?); "
         "allowed keys: name, question, description, sources, extends, start, end, parameters, "
-        "events, drop_events, uncertain, expects, explanation",
+        "events, drop_events, uncertain, uncertain_ensemble, expects, explanation",
     ],
     "uncertain_switch.yaml": [
         "{B}uncertain_switch.yaml:5:3: uncertain.us.auto_tighten: only numeric parameters can be "

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tree(tmp_path):
     """A baseline copy plus a helper writing more scenario files next to it."""
     shutil.copy(ROOT / "scenarios" / "baseline.yaml", tmp_path / "baseline.yaml")
+    shutil.copytree(ROOT / "scenarios" / "ensembles", tmp_path / "ensembles")  # it declares one
 
     def write(name: str, text: str) -> Path:
         path = tmp_path / f"{name}.yaml"
@@ -82,7 +83,8 @@ def test_child_merges_by_the_documented_rules(tree):
         "technology.rd_elasticity": 0.6,
     }
     # uncertain: child wins; a parameter the child fixes is no longer uncertain
-    assert set(sc.uncertain) == {"china.talent_elasticity"}
+    baseline_ranges = set(load_scenario(child.parent / "baseline.yaml").uncertain)
+    assert set(sc.uncertain) == {"china.talent_elasticity"} | baseline_ranges
     assert sc.uncertain["china.talent_elasticity"].dist == "triangular"
     # events: parent's minus dropped, plus child's, in date order
     ids = [e.id for e in sc.events]
@@ -207,6 +209,7 @@ def test_docs_examples_validate(tmp_path):
     import re
 
     shutil.copy(ROOT / "scenarios" / "baseline.yaml", tmp_path / "baseline.yaml")
+    shutil.copytree(ROOT / "scenarios" / "ensembles", tmp_path / "ensembles")  # it declares one
     blocks = re.findall(
         r"```yaml\n(.*?)```",
         (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8"),
@@ -224,6 +227,7 @@ def test_docs_examples_validate(tmp_path):
 def test_child_with_earlier_end_drops_parents_later_events(tmp_path):
     root = Path(__file__).resolve().parent.parent / "scenarios" / "baseline.yaml"
     shutil.copy(root, tmp_path / "baseline.yaml")
+    shutil.copytree(root.parent / "ensembles", tmp_path / "ensembles")
     child = tmp_path / "short.yaml"
     child.write_text("name: short\nquestion: a short run?\nextends: baseline\nend: 2016Q4\n")
     scenario = load_scenario(child)
