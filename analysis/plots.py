@@ -455,24 +455,7 @@ def small_multiples(fig_data: FigureData) -> Figure:
     for ax in axes[: len(panels)]:
         ax.tick_params(labelbottom=True, labelleft=True)
 
-    fig.text(
-        0.01,
-        1 - title_top / height,
-        "\n".join(title_lines),
-        ha="left",
-        va="top",
-        fontsize=RC["figure.titlesize"],
-        fontweight="bold",
-    )
-    fig.text(
-        0.01,
-        1 - sub_top / height,
-        "\n".join(sub_lines),
-        ha="left",
-        va="top",
-        fontsize=MIN_FONT_PT,
-        color="#333333",
-    )
+    _draw_heading(fig, title_lines, sub_lines, title_top / height, sub_top / height)
     return fig
 
 
@@ -742,9 +725,15 @@ def effects_chart(fx: EffectsData) -> Figure:
     axes[0].set_ylim(n_rows - 0.5, -0.5)  # first scenario on top
     axes[0].set_yticks(range(len(fx.order)))
     axes[0].set_yticklabels(names)
+    _draw_heading(fig, title_lines, sub_lines, title_top / height, sub_top / height)
+    return fig
+
+
+def _draw_heading(fig, title_lines, sub_lines, title_top: float, sub_top: float) -> None:
+    """A figure's bold title and its subtitle, left-aligned, tops at figure fractions."""
     fig.text(
         0.01,
-        1 - title_top / height,
+        1 - title_top,
         "\n".join(title_lines),
         ha="left",
         va="top",
@@ -753,14 +742,13 @@ def effects_chart(fx: EffectsData) -> Figure:
     )
     fig.text(
         0.01,
-        1 - sub_top / height,
+        1 - sub_top,
         "\n".join(sub_lines),
         ha="left",
         va="top",
         fontsize=MIN_FONT_PT,
         color="#333333",
     )
-    return fig
 
 
 def _signed(value: float) -> str:
