@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         batch.register(sub)
+        from decouple import sensitivity
+
+        sensitivity.register(sub)
     return parser
 
 

@@ -193,17 +193,24 @@ def make_plan(
     root_entropy: int | None = None,
     sample_seed: int | None = None,
     previous: dict | None = None,
+    design: SampleDesign | None = None,
 ) -> BatchPlan:
     """Resolve the scenarios and draw the sample design.
 
     A root entropy or sample seed not given is taken from ``previous`` (the manifest of
     the store being resumed) or drawn fresh; either way it is recorded.
 
+    A ready-made ``design`` (the Morris and Saltelli designs of
+    :mod:`experiment.sensitivity`) is used instead of drawing one from ``sample``, which
+    must then be ``None``; it is recorded and checked on resume like a drawn one.
+
     Raises:
         BatchError: on bad input.
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise BatchError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
+    if design is not None and sample is not None:
+        raise BatchError("give either --sample or a ready-made sample design, not both")
     method, n = parse_sample_spec(sample)
     scenarios = load_scenarios(scenario_paths, overrides)
     if root_entropy is None:
@@ -218,7 +225,8 @@ def make_plan(
     if sample_seed is not None and sample_seed < 0:
         raise BatchError(f"--sample-seed must be a non-negative integer, got {sample_seed}")
     fixed = [o.split("=", 1)[0].strip() for o in overrides]
-    design = design_samples(
-        [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
-    )
+    if design is None:
+        design = design_samples(
+            [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
+        )
     return BatchPlan(scenarios, seeds, int(root_entropy), design, list(overrides))
