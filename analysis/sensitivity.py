@@ -36,6 +36,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import textwrap
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -506,7 +507,7 @@ def heatmap_figure(sub: pd.DataFrame, kind: str, title: str):
     im = ax.imshow(data, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(years)), [str(y) for y in years], rotation=90, fontsize=9)
     ax.set_yticks(range(len(params)), params, fontsize=9)
-    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_title(textwrap.fill(title, 120), fontsize=11, loc="left")
     cbar = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
     cbar.set_label(label, fontsize=9)
     fig.tight_layout()
@@ -524,7 +525,7 @@ def tornado_figure(sub: pd.DataFrame, kind: str, year: int, title: str):
     one = sub[sub["year"] == year].sort_values([value, "parameter"], ascending=[False, True])
     one = one.head(MAX_FIGURE_ROWS).iloc[::-1]
     height = 1.6 + 0.38 * max(len(one), 1)
-    fig = Figure(figsize=(10.0, height), dpi=100)
+    fig = Figure(figsize=(11.0, height + 0.3), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     pos = np.arange(len(one))
@@ -541,7 +542,7 @@ def tornado_figure(sub: pd.DataFrame, kind: str, year: int, title: str):
     unit = " (output units per whole range)" if kind == "morris" else ""
     whiskers = f"; whiskers: 95% bootstrap interval of {value}" if conf else ""
     ax.set_xlabel(f"{value}{unit}{whiskers}", fontsize=9)
-    ax.set_title(f"{title}, {year}", fontsize=11, loc="left")
+    ax.set_title(textwrap.fill(f"{title}, {year}", 80), fontsize=11, loc="left")
     ax.legend(loc="lower right", fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
@@ -598,11 +599,12 @@ def results_dir(store: str | Path) -> Path | None:
 def report_section(store: str | Path, output: str = "self_sufficiency_pct") -> str | None:
     """HTML for ``decouple report``: the sensitivity results of ``store``, or ``None``.
 
-    The section (a ``<section id='sensitivity'>``) holds a sentence on the method and its
-    settings, a table of the five largest indices of ``output`` in 2025, 2030 and 2035 (the
-    last year when none of them is analysed) for each scenario and effect, with their
-    intervals, and the stored figures of ``output``
-    embedded as base64 PNG (so the page stays self-contained).
+    The section (a ``<section id='sensitivity'>``) shows the baseline's level and the
+    paired effects (other scenarios' own levels stay in the tables): a sentence on the
+    method and its settings; a table of the five largest indices of ``output`` in 2025,
+    2030 and 2035 (the last year when none of them is analysed) with their intervals; and
+    the stored heatmap and tornado of ``output`` (Sobol' or, for the cheap path, PAWN; not
+    Morris's) embedded as base64 PNG, so the page stays self-contained.
     """
     import base64
 
@@ -622,14 +624,22 @@ def report_section(store: str | Path, output: str = "self_sufficiency_pct") -> s
     if output not in set(table["output"]):
         output = str(table["output"].iloc[0])
     style = INDEX_STYLE[kind]
+    baseline = results.get("baseline")
+    if baseline in set(table["scenario"]):  # the baseline's level and the effects
+        table = table[(table["scenario"] == baseline) | (table["measure"] == EFFECT)]
+    shown = {
+        _slug(f"{kind}_{sc}_{measure}_{output}")
+        for sc, measure in set(zip(table["scenario"], table["measure"]))
+    }
     parts = [
         "<section id='sensitivity'><h2>Which assumptions drive the answer: global sensitivity</h2>",
         f"<p>{html.escape(results.get('method', ''))}</p>",
-        _top_table_html(table, output, style, results.get("baseline")),
+        _top_table_html(table, output, style, baseline),
     ]
     for name in results.get("figures", []):
         path = where / name
-        if output in name and path.is_file():
+        stem = Path(name).name.split("_heatmap")[0].split("_tornado")[0]
+        if stem in shown and path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             parts.append(
                 f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(name)}' "

@@ -86,6 +86,7 @@ class StudyResult:
 
     out: Path
     runs: dict = field(default_factory=dict)
+    ran: int = 0
     screened: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     dry_run: bool = False
@@ -239,7 +240,7 @@ def _stages(options, scenarios, factors, settings, outputs, manifest, runs, log)
     # Morris screening over every factor
     points = design_mod.morris_points(len(factors), options.trajectories, options.levels, seed)
     design = design_mod.sample_design("morris", factors, points, seed)
-    _run(out / design_mod.MORRIS_DIR, options, design, settings, stage_log)
+    ran = _run(out / design_mod.MORRIS_DIR, options, design, settings, stage_log)
     values = est.point_values(out / design_mod.MORRIS_DIR, outputs, len(points))
     long = est.with_effects(values, baseline)
     morris, skipped_m = est.morris_indices(long, points, names, options.levels, seed=seed)
@@ -259,7 +260,7 @@ def _stages(options, scenarios, factors, settings, outputs, manifest, runs, log)
     top_factors = [by_path[p] for p in top]
     s_points = design_mod.saltelli_points(len(top), options.base_samples, seed + 1)
     s_design = design_mod.sample_design("saltelli", top_factors, s_points, seed + 1)
-    _run(out / design_mod.SOBOL_DIR, options, s_design, settings, stage_log)
+    ran += _run(out / design_mod.SOBOL_DIR, options, s_design, settings, stage_log)
     s_values = est.point_values(out / design_mod.SOBOL_DIR, outputs, len(s_points))
     s_long = est.with_effects(s_values, baseline)
     sobol, skipped_s = est.sobol_indices(s_long, top, len(s_points), seed=seed)
@@ -288,7 +289,7 @@ def _stages(options, scenarios, factors, settings, outputs, manifest, runs, log)
 
     manifest["finished"] = provenance.now()
     design_mod.write_manifest(out, manifest)
-    return StudyResult(out, runs, top, files)
+    return StudyResult(out, runs, ran, top, files)
 
 
 def _method_text(d: int, s: dict, n_sc: int, baseline: str) -> str:
@@ -320,7 +321,12 @@ def _stage_log(log):
     return stage_log
 
 
-def _run(stage_out: Path, options: StudyOptions, design, settings: dict, log) -> None:
+def _run(stage_out: Path, options: StudyOptions, design, settings: dict, log) -> int:
+    """Run one stage's design as a batch; return the runs done now.
+
+    Raises:
+        StageFailed: if runs failed.
+    """
     from experiment.store import FAILURES
 
     result = design_mod.run_stage(
@@ -341,6 +347,7 @@ def _run(stage_out: Path, options: StudyOptions, design, settings: dict, log) ->
             f"{stage_out / FAILURES}); no indices without them. Rerun the same "
             "command to retry them"
         )
+    return result.ran
 
 
 # --------------------------------------------------------------------------------------
@@ -569,8 +576,9 @@ def _cmd_sensitivity(args) -> int:
         return 0
     minutes = (time.perf_counter() - started) / 60
     print(
-        f"{PROG}: {sum(result.runs.values())} runs, indices and {len(result.files)} files in "
-        f"{result.out} ({minutes:.1f} min); top set: {', '.join(result.screened)}"
+        f"{PROG}: {sum(result.runs.values())} runs ({result.ran} run now), indices and "
+        f"{len(result.files)} files in {result.out} ({minutes:.1f} min); top set: "
+        f"{', '.join(result.screened)}"
     )
     return 0
 

@@ -302,7 +302,9 @@ def test_study_figures_results_and_report_section(study):
     assert "sobol_short_b_effect_self_sufficiency_pct_tornado_2016.png" in names
     html = est.report_section(out)
     assert html.startswith("<section id='sensitivity'>")
-    assert html.count("<img src='data:image/png;base64,") >= 4
+    # the baseline's level and the effect, heatmap and tornado, for self-sufficiency only
+    assert html.count("<img src='data:image/png;base64,") == 4
+    assert "sobol_short_b_level" not in html and "morris_" not in html
     assert "short_b minus short_a" in html and "Morris screening of 4 parameters" in html
     assert est.report_section(out / "morris") is None  # a batch store without results
 
@@ -312,6 +314,7 @@ def test_study_rerun_resumes_and_refuses_another_study(study):
     shards = sorted((out / design.MORRIS_DIR / "shards").iterdir())
     again = run_study(StudyOptions(files, out, command="again", **STUDY), log=lambda m: None)
     assert again.screened == result.screened
+    assert result.ran == 2 * 2 * 5 + 2 * 4 * 4 and again.ran == 0
     assert sorted((out / design.MORRIS_DIR / "shards").iterdir()) == shards
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed"][-1]["command"] == "again" and manifest["finished"]
