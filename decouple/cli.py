@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         batch.register(sub)
         calibration.register(sub)
+        from decouple import sensitivity
+
+        sensitivity.register(sub)
     return parser
 
 

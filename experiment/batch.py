@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from . import executors, interrupts, provenance, store
+from . import precision as precision_mod
 from .errors import BatchError
 from .executors import FAIL_ENV, TaskResult, run_task
 from .plan import RUNS_PER_SHARD, BatchPlan, Task, make_plan, task_size
@@ -83,6 +84,11 @@ class BatchOptions:
             may tune its garbage collector (see :func:`experiment.executors.prepare_process`).
         shared_history: simulate the history scenarios share once per replicate and sample
             (:mod:`experiment.branching`); False runs every scenario from its start.
+        design: a ready-made :class:`~experiment.sampling.SampleDesign` used instead of
+            ``sample`` (the Morris and Saltelli designs of ``decouple sensitivity``).
+        precision: with ``dry_run``, the 95% interval half-width (pp) to plan seeds x draws
+            for (:mod:`experiment.precision`); ``None`` plans nothing.
+        precision_year: the calendar year of the planned estimates.
     """
 
     scenario_paths: Sequence[str | Path]
@@ -101,6 +107,9 @@ class BatchOptions:
     command: str | None = None
     own_process: bool = False
     shared_history: bool = True
+    design: Any = None
+    precision: float | None = None
+    precision_year: int = precision_mod.DEFAULT_YEAR
 
 
 @dataclass
@@ -214,6 +223,15 @@ def _check_options(options: BatchOptions) -> frozenset:
         raise BatchError(f"--jobs must be at least 1, got {jobs!r}")
     if not isinstance(runs_per_shard, int) or runs_per_shard < 1:
         raise BatchError(f"--runs-per-shard must be at least 1, got {runs_per_shard!r}")
+    if options.precision is not None:
+        if not options.dry_run:
+            raise BatchError(
+                "--precision plans a batch: use it with --dry-run (which runs nothing)"
+            )
+        if not options.precision > 0:
+            raise BatchError(
+                f"--precision must be a positive half-width in pp, got {options.precision!r}"
+            )
     fail_runs = executors.parse_fail_runs(os.environ.get(FAIL_ENV))
     if jobs > 1 and options.scheduler is None and not options.dry_run:
         executors.start_forkserver()
@@ -236,6 +254,7 @@ def _plan_work(options: BatchOptions, out: Path, log) -> _Work:
         options.sample_seed,
         previous,
         options.streams,
+        design=options.design,
     )
     for note in plan.design.notes:
         log(f"{PROG}: {note}")
@@ -494,8 +513,15 @@ def _finish(work: _Work, manifest: dict) -> int:
 def _dry_run(work: _Work, options: BatchOptions, log) -> BatchResult:
     """Print the number of runs and a wall-time estimate from a 2-run pilot; write nothing."""
     plan, out, todo, done_before = work.plan, work.out, work.todo, work.done_before
+    spread = None
     try:
-        per_run = _pilot(plan) if todo else 0.0
+        if options.precision is not None:
+            spread = precision_mod.pilot(plan, options.precision_year)
+            per_run = spread.seconds_per_run
+        else:
+            per_run = _pilot(plan) if todo else 0.0
+    except BatchError:
+        raise
     except Exception as exc:  # noqa: BLE001 - report the model's failure, not a traceback
         log(
             f"{PROG}: the pilot run of '{plan.scenarios[0][1].name}' failed: "
@@ -513,8 +539,12 @@ def _dry_run(work: _Work, options: BatchOptions, log) -> BatchResult:
 
         for line in branching.describe(plan):
             print(f"  {line}")
-    if todo:
-        print(f"  pilot: {plan.scenarios[0][1].name}, 2 runs in-process: {per_run:.2f} s per run")
+    if todo or spread is not None:
+        pilot_runs = 2 if spread is None else spread.draws * spread.seeds
+        print(
+            f"  pilot: {plan.scenarios[0][1].name}, {pilot_runs} runs in-process: "
+            f"{per_run:.2f} s per run"
+        )
         if options.shared_history:
             print(
                 "  (the estimate below runs every scenario from its start; shared history "
@@ -532,6 +562,16 @@ def _dry_run(work: _Work, options: BatchOptions, log) -> BatchResult:
                 f"  estimated wall time with --jobs {jobs}: "
                 f"about {_fmt_duration(per_run * todo / jobs + startup)}"
             )
+    if spread is not None:
+        lines = precision_mod.plan_lines(
+            spread,
+            options.precision,
+            plan.seeds,
+            plan.design.method != "none",
+            options.precision_year,
+            plan.scenarios[0][1].name,
+        )
+        print("\n".join(lines))
     return BatchResult(out, plan.total, done_before, 0, 0, done_before, dry_run=True)
 
 
@@ -665,6 +705,17 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _pos_float(text: str) -> float:
+    """Argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _pos_int(text: str) -> int:
     """Argparse type: a whole number >= 1."""
     value = _nonneg_int(text)
@@ -773,6 +824,23 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the number of runs and a wall-time estimate from a 2-run pilot; run nothing",
     )
+    p.add_argument(
+        "--precision",
+        type=_pos_float,
+        metavar="PP",
+        help=(
+            "with --dry-run: how many seeds x draws give the median and a threshold "
+            "probability of self-sufficiency a 95%% interval half-width of PP percentage "
+            "points (an 8-run pilot; see docs/batch.md)"
+        ),
+    )
+    p.add_argument(
+        "--precision-year",
+        type=_pos_int,
+        default=precision_mod.DEFAULT_YEAR,
+        metavar="YEAR",
+        help=f"calendar year of the --precision estimates (default {precision_mod.DEFAULT_YEAR})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -796,6 +864,8 @@ def _options_from_args(args) -> BatchOptions:
         dry_run=args.dry_run,
         own_process=own_process,
         shared_history=not args.no_shared_history,
+        precision=args.precision,
+        precision_year=args.precision_year,
     )
     if own_process:
         command = "decouple " + " ".join(shlex.quote(a) for a in sys.argv[1:])

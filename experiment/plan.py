@@ -233,6 +233,7 @@ def make_plan(
     sample_seed: int | None = None,
     previous: dict | None = None,
     streams: str | None = None,
+    design: SampleDesign | None = None,
 ) -> BatchPlan:
     """Resolve the scenarios and draw the sample design.
 
@@ -244,11 +245,17 @@ def make_plan(
     choice existed), else ``per-sample`` for the default design (its bands pool seeds and
     draws) and ``shared`` for one given explicitly.
 
+    A ready-made ``design`` (the Morris and Saltelli designs of
+    :mod:`experiment.sensitivity`) is used instead of drawing one from ``sample``, which
+    must then be ``None``; it is recorded and checked on resume like a drawn one.
+
     Raises:
         BatchError: on bad input.
     """
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise BatchError(f"--seeds must be a whole number of at least 1, got {seeds!r}")
+    if design is not None and sample is not None:
+        raise BatchError("give either --sample or a ready-made sample design, not both")
     method, n = parse_sample_spec(sample)
     scenarios = load_scenarios(scenario_paths, overrides)
     auto_note = None
@@ -274,9 +281,10 @@ def make_plan(
     if sample_seed is not None and sample_seed < 0:
         raise BatchError(f"--sample-seed must be a non-negative integer, got {sample_seed}")
     fixed = [o.split("=", 1)[0].strip() for o in overrides]
-    design = design_samples(
-        [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
-    )
+    if design is None:
+        design = design_samples(
+            [sc for _, sc in scenarios], method, n, sample_seed if method != "none" else None, fixed
+        )
     if auto_note:
         design.notes.insert(0, auto_note)
     return BatchPlan(scenarios, seeds, int(root_entropy), design, list(overrides), streams)
