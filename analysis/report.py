@@ -1653,6 +1653,7 @@ from this batch (provenance: <a href="#appendix">Appendix</a>).</p>
 {sections["scenarios"]}
 <h2 id="figures">Figures</h2>
 {sections["figures"]}
+{sections["sensitivity"]}
 <h2 id="tables">Tables</h2>
 {sections["tables"]}
 <section class="appendix" id="appendix">
@@ -1691,6 +1692,26 @@ beside this page. See <code>docs/report.md</code> in the project.</li>
 # --------------------------------------------------------------------------------------
 
 
+def _sensitivity_html(run_dir: str | Path, study: str | Path | None) -> str:
+    """The global-sensitivity section of a study (or of the store itself), else ``""``.
+
+    Raises:
+        ValueError: if ``study`` is given but holds no sensitivity results.
+    """
+    from analysis import sensitivity
+
+    if study is None:
+        return sensitivity.report_section(run_dir) or ""
+    section = sensitivity.report_section(study)
+    if section is None:
+        raise ValueError(
+            f"--sensitivity {study}: no sensitivity results there (expected the output "
+            "directory of `decouple sensitivity`, or a batch store analysed with "
+            "`decouple sensitivity --from-store`)"
+        )
+    return section
+
+
 def _expectations(resolved: dict[str, dict], order: list[str]) -> list[dict]:
     out = []
     for s in order:
@@ -1707,6 +1728,7 @@ def build_report(
     *,
     require_baseline: bool | None = None,
     pdf: bool = False,
+    sensitivity: str | Path | None = None,
 ) -> Path:
     """Build the policy report of a run store.
 
@@ -1719,6 +1741,9 @@ def build_report(
             is not the default name ``"baseline"`` (a name given on purpose must exist; the
             default may be absent, e.g. in a batch of variants only).
         pdf: also print ``report.pdf`` with headless Chromium (:func:`write_pdf`).
+        sensitivity: a ``decouple sensitivity`` study whose indices the report shows in a
+            section of their own; default: the store's own (``decouple sensitivity
+            --from-store DIR`` writes them into ``DIR/sensitivity/``), else no section.
 
     Returns:
         Path of ``report.html``.
@@ -1898,6 +1923,7 @@ def build_report(
     )
     scen_order = ([base] if base else []) + ranked
     sections = {
+        "sensitivity": _sensitivity_html(run_dir, sensitivity),
         "key_findings": _key_findings_html(
             summary, thresholds, checks, base, order, prov, changes, notes_html
         ),
@@ -2032,6 +2058,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write report.pdf, printed by headless Chromium (chromium on PATH or "
         "$DECOUPLE_CHROMIUM)",
     )
+    parser.add_argument(
+        "--sensitivity",
+        metavar="STUDY",
+        default=None,
+        help="include the indices of a `decouple sensitivity` study (default: the store's "
+        "own, written by `decouple sensitivity --from-store DIR`)",
+    )
     parser.set_defaults(func=_cmd_report)
     return parser
 
@@ -2048,6 +2081,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 baseline=baseline,
                 out=args.out,
                 require_baseline=args.baseline is not None,
+                sensitivity=getattr(args, "sensitivity", None),
             )
     except (ValueError, OSError) as exc:
         print(f"decouple report: error: {exc}", file=sys.stderr)

@@ -267,6 +267,10 @@ def quantile_bands(
 
     cols = _numeric(frame, columns)
     by = list(by)
+    if frame.empty:  # e.g. no run reaches the years asked for: an empty table, same columns
+        extra = ["year", "t"] if "quarter" in by else ["t"]
+        names = [*by, *[c for c in extra if c not in by], "variable", "n", "mean", *QUANTILES]
+        return pd.DataFrame(columns=names)
     grouped = frame.groupby(by, sort=True)[cols]
     q = grouped.quantile(list(QUANTILES.values()))
     q.index = q.index.set_names([*by, "q"])

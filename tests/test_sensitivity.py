@@ -342,6 +342,12 @@ def test_given_data_path_on_a_sampled_batch(scen, tmp_path):
     assert {"level", "effect"} <= set(table["measure"])
     assert all(f.is_file() for f in files)
     assert "PAWN" in est.report_section(store)
+    from analysis.report import build_report
+
+    page = build_report(store, baseline="short_a").read_text()
+    assert page.count("<section id='sensitivity'>") == 1 and "PAWN" in page
+    with pytest.raises(ValueError, match="no sensitivity results there"):
+        build_report(store, baseline="short_a", sensitivity=tmp_path)
 
 
 # ---------------------------------------------------------------------------------------
