@@ -10,6 +10,12 @@ Measures, on the baseline scenario at default scale (2014Q1-2035Q4, default para
 4. the same grid (1 scenario x N unseeded iterations, every quarter, every output column)
    through ``mesa.batch_run`` with 2 processes, via :class:`BaselineAdapter`.
 
+With ``--shared-history`` it measures instead the library batch (``scenarios/*.yaml``) with
+and without shared history (``--no-shared-history``) in one session, alternating the two
+(ABBA): the ratio of wall times, whether the data are identical, peak memory, and the same
+comparison in one process without the engine (model time only). That section goes between
+``<!-- bench_shared:begin -->`` and ``<!-- bench_shared:end -->``.
+
 Each measurement runs in a fresh subprocess so start-up and memory are those a user sees.
 Prints a Markdown section; ``--doc docs/performance.md`` also writes it there, between
 ``<!-- bench_batch:begin -->`` and ``<!-- bench_batch:end -->`` (replacing an earlier one and
@@ -20,6 +26,8 @@ Usage::
 
     .venv/bin/python benchmarks/bench_batch.py [--runs 1000] [--small 100] \
         [--speedup-runs 100] [--mesa-runs 100] [--doc docs/performance.md] [--save r.json]
+    .venv/bin/python benchmarks/bench_batch.py --shared-history [--seeds 2] [--sample auto] \
+        [--repeats 2] [--doc docs/performance.md]
 """
 
 from __future__ import annotations
@@ -219,14 +227,14 @@ def machine() -> str:
 BEGIN, END = "<!-- bench_batch:begin -->", "<!-- bench_batch:end -->"
 
 
-def write_section(doc: Path, text: str) -> None:
-    """Put ``text`` between this benchmark's markers in ``doc`` (appended the first time).
+def write_section(doc: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``text`` between the markers ``begin`` and ``end`` in ``doc`` (appended at first).
 
     Other sections (e.g. ``bench_model.py``'s) are left as they are.
     """
     old = doc.read_text(encoding="utf-8") if doc.is_file() else "# Performance\n"
-    block = f"{BEGIN}\n{text.strip()}\n{END}"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
+    block = f"{begin}\n{text.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(old):
         new = pattern.sub(lambda _m: block, old, count=1)
     else:
@@ -361,6 +369,196 @@ def _table_rows(n, large, large_text, speedup, j1, j2, small, mem_ok, mesa, ours
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------
+# Shared history: the library batch with and without it
+# ---------------------------------------------------------------------------------------
+
+SHARED_SECTION = "## Shared history (library batch)"
+SHARED_BEGIN, SHARED_END = "<!-- bench_shared:begin -->", "<!-- bench_shared:end -->"
+LIBRARY = sorted((ROOT / "scenarios").glob("*.yaml"))
+SHARED_ENTROPY = 20211013
+
+
+def library_batch(seeds: int, sample: str, jobs: int, out: Path, shared: bool) -> dict:
+    """Measure ``decouple batch scenarios/*.yaml --seeds N --sample S --jobs J``, shared or not.
+
+    The sample design and the root entropy are fixed, so both variants run the same runs.
+    """
+    cmd = [
+        sys.executable, "-m", "decouple.cli", "batch", *map(str, LIBRARY),
+        "--seeds", str(seeds), "--sample", sample, "--jobs", str(jobs), "--out", str(out),
+        "--quiet", "--root-entropy", str(SHARED_ENTROPY), "--sample-seed", str(SHARED_ENTROPY),
+    ]  # fmt: skip
+    if not shared:
+        cmd.append("--no-shared-history")
+    return measure(cmd)
+
+
+def same_data(stores: list[Path]) -> tuple[bool, int, str]:
+    """Whether every store holds the same data as the first: (identical, rows, detail)."""
+    import pandas as pd
+
+    from analysis import load
+
+    first = load(stores[0])
+    for other in stores[1:]:
+        try:
+            pd.testing.assert_frame_equal(load(other), first)
+        except AssertionError as exc:
+            return False, len(first), f"{other.name}: {str(exc)[:300]}"
+    return True, len(first), ""
+
+
+def inprocess_model_time(seeds: int) -> dict:
+    """The library for ``seeds`` replicates in this process: trees vs every run alone.
+
+    Model time only (no start-up, no engine), alternating the two per replicate; also checks
+    that both give the same columns.
+    """
+    import numpy as np
+
+    from experiment import branching
+    from model.run import replicate_seed, simulate
+    from model.scenario import load_scenario
+
+    scenarios = {sc.name: sc for sc in (load_scenario(p) for p in LIBRARY)}
+    forest = branching.forest_for(list(scenarios.values()), {})
+    tree_s, alone_s, identical = [], [], True
+    for i in range(seeds):
+        seq = replicate_seed(SHARED_ENTROPY, i)
+        order = ("tree", "alone") if i % 2 == 0 else ("alone", "tree")
+        for what in order:
+            t0 = time.perf_counter()
+            if what == "tree":
+                shared = {}
+                for tree in forest:
+                    shared.update(branching.run_tree(tree, scenarios, seq, {}, set(scenarios)))
+                tree_s.append(time.perf_counter() - t0)
+            else:
+                alone = {name: simulate(sc, seq) for name, sc in scenarios.items()}
+                alone_s.append(time.perf_counter() - t0)
+        identical &= all(np.array_equal(shared[n][c], alone[n][c]) for n in alone for c in alone[n])
+    return {"tree_s": tree_s, "alone_s": alone_s, "identical": bool(identical)}
+
+
+def measure_shared(args) -> dict:
+    """Run the shared-history comparison (about 5 minutes at the defaults on 2 CPUs)."""
+    from experiment import branching
+    from experiment.plan import make_plan
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_shared_"))
+    plan = make_plan(
+        LIBRARY, args.seeds, args.sample, root_entropy=SHARED_ENTROPY, sample_seed=SHARED_ENTROPY
+    )
+    results: dict = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "seeds": args.seeds,
+        "sample": args.sample,
+        "draws": plan.design.n,
+        "jobs": args.jobs,
+        "scenarios": len(LIBRARY),
+        "trees": branching.describe(plan),
+        "runs": [],
+    }
+    order = []
+    for r in range(max(1, args.repeats)):
+        order += [False, True] if r % 2 == 0 else [True, False]
+    stores = []
+    try:
+        for i, shared in enumerate(order):
+            what = "shared history" if shared else "--no-shared-history"
+            print(f"library x {args.seeds} seeds, --jobs {args.jobs}, {what} ...", file=sys.stderr)
+            out = tmp / f"{i}-{'shared' if shared else 'alone'}"
+            res = library_batch(args.seeds, args.sample, args.jobs, out, shared)
+            stores.append(out)
+            kept = {k: v for k, v in res.items() if k not in ("stdout", "stderr")}
+            results["runs"].append({"shared": shared, **kept})
+            print(f"  {res['wall_s']:.1f} s, peak {res['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+        identical, rows, detail = same_data(stores)
+        results["identical"], results["rows"], results["detail"] = identical, rows, detail
+        if args.inprocess_seeds:
+            print(f"in one process, {args.inprocess_seeds} seeds ...", file=sys.stderr)
+            results["inprocess"] = inprocess_model_time(args.inprocess_seeds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def render_shared(results: dict) -> str:
+    """The Markdown section for the shared-history measurements."""
+    runs = results["runs"]
+    alone = [r for r in runs if not r["shared"]]
+    shared = [r for r in runs if r["shared"]]
+    alone_wall = statistics.median(r["wall_s"] for r in alone)
+    shared_wall = statistics.median(r["wall_s"] for r in shared)
+    ratio = alone_wall / shared_wall
+    draws = results.get("draws", 1)
+    n_runs = results["scenarios"] * results["seeds"] * draws
+    share = re.search(r"\((\d+)%\)", results["trees"][0]) if results["trees"] else None
+    simulated = f"{share.group(1)}%" if share else "part"
+    saved = f"{100 - int(share.group(1))}%" if share else "the rest"
+
+    def walls(rs):
+        return ", ".join(f"{r['wall_s']:.1f}" for r in rs)
+
+    rows = [
+        "| measurement | without shared history | with shared history | ratio |",
+        "|---|---|---|---|",
+        f"| wall time, {n_runs} runs, `--jobs {results['jobs']}` (median of {len(alone)}; "
+        f"each: {walls(alone)} / {walls(shared)} s) | {alone_wall:.1f} s | {shared_wall:.1f} s "
+        f"| **{ratio:.2f}x** (target >= 1.6x: {_met(ratio >= 1.6)}) |",
+        f"| peak memory (whole process tree) | "
+        f"{max(r['peak_rss_mib'] for r in alone):.0f} MiB | "
+        f"{max(r['peak_rss_mib'] for r in shared):.0f} MiB | |",
+    ]
+    if "inprocess" in results:
+        ip = results["inprocess"]
+        t_alone, t_tree = statistics.median(ip["alone_s"]), statistics.median(ip["tree_s"])
+        rows.append(
+            f"| model time of one replicate of the library, one process (median of "
+            f"{len(ip['alone_s'])}) | {t_alone:.2f} s | {t_tree:.2f} s | {t_alone / t_tree:.2f}x |"
+        )
+    identical = (
+        f"identical ({results['rows']:,} rows, every column, compared with pandas)"
+        if results["identical"]
+        else f"**different**: {results['detail']}"
+    )
+    if "inprocess" in results:
+        same = "identical" if results["inprocess"]["identical"] else "**different**"
+        identical += f"; in one process, trees vs runs alone: {same}"
+    loads = ", ".join(
+        f"{'shared' if r['shared'] else 'alone'} {r['load'][0]:.1f}/{r['load'][1]:.1f}"
+        for r in runs
+    )
+    trees = "\n".join(f"    {line}" for line in results["trees"])
+    return f"""{SHARED_SECTION}
+
+Measured by `benchmarks/bench_batch.py --shared-history --seeds {results["seeds"]} --sample
+{results.get("sample", "none")}` on {results["date"]}; machine: {results["machine"]}. The
+library batch as `make run` runs it (`decouple batch scenarios/*.yaml`, {results["scenarios"]}
+scenarios x {results["seeds"]} seeds x {draws} parameter draws = {n_runs} runs, default scale,
+one fresh command per measurement, start-up included), with shared history (the default) and
+with `--no-shared-history`, alternated (ABBA) in one session.
+
+{chr(10).join(rows)}
+
+Data: {identical}.
+
+What is shared (`decouple batch scenarios/*.yaml --dry-run`):
+
+{trees}
+
+Reading the numbers: a replicate simulates {simulated} of the quarters it would otherwise, but
+the quarters saved (up to 2024) are the cheaper ones: the firm population, and with it a
+quarter's cost, grows over the horizon, so the model time saved is less than the {saved} of
+quarters (the one-process row). Start-up (about 2 s) and the engine's per-run costs
+(tables, shards) are not shared. Load average (1 min) before/after each measurement:
+{loads}; the machine is shared, and a load above the measurement's own 2 workers means
+other processes took CPU time from it.
+"""
+
+
 def main(argv=None) -> int:
     """Measure (or ``--render`` saved measurements) and print the Markdown section."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -391,10 +589,34 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--mesa-child", nargs=2, type=int, metavar=("RUNS", "PROCESSES"), help=argparse.SUPPRESS
     )
+    ap.add_argument(
+        "--shared-history",
+        action="store_true",
+        help="measure only the library batch with and without shared history",
+    )
+    ap.add_argument("--seeds", type=int, default=2, help="--shared-history: seeds (default 2)")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="--shared-history: ABBA pairs (default 2)"
+    )
+    ap.add_argument("--jobs", type=int, default=2, help="--shared-history: workers (default 2)")
+    ap.add_argument(
+        "--sample",
+        default="auto",
+        help="--shared-history: the batch's --sample (default auto: the scenarios' declared "
+        "uncertainty, as make run samples it)",
+    )
+    ap.add_argument(
+        "--inprocess-seeds",
+        type=int,
+        default=4,
+        help="--shared-history: seeds of the one-process model-time comparison (0: none)",
+    )
     args = ap.parse_args(argv)
     if args.mesa_child:
         _mesa_main(*args.mesa_child)
         return 0
+    if args.shared_history:
+        return _main_shared(args)
 
     if args.render:
         results = json.loads(args.render.read_text(encoding="utf-8"))
@@ -408,6 +630,22 @@ def main(argv=None) -> int:
         write_section(args.doc, text)
         print(f"wrote the section to {args.doc}", file=sys.stderr)
     return 0
+
+
+def _main_shared(args) -> int:
+    """``--shared-history``: measure (or render) and print, optionally write the section."""
+    if args.render:
+        results = json.loads(args.render.read_text(encoding="utf-8"))
+    else:
+        results = measure_shared(args)
+        if args.save:
+            args.save.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    text = render_shared(results)
+    print(text)
+    if args.doc:
+        write_section(args.doc, text, SHARED_BEGIN, SHARED_END)
+        print(f"wrote the section to {args.doc}", file=sys.stderr)
+    return 0 if results["identical"] else 1
 
 
 def measure_all(args) -> dict:
