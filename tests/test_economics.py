@@ -159,6 +159,38 @@ def test_idle_cash_is_a_small_fraction_of_a_years_investment(baseline):
     assert float(np.median(ratios, axis=0).max()) < 0.5, np.median(ratios, axis=0)
 
 
+def _champion_capacity_usd_bn(scenario, names, years, seeds=3) -> dict[tuple[str, int], float]:
+    """Median over seeds of each champion's capacity (US$ bn/yr) at the end of each year."""
+    from model.calendar import quarter_ordinal
+    from model.run import run_until, start
+
+    values: dict[tuple[str, int], list[float]] = {}
+    for seed in range(seeds):
+        model = start(scenario, seed)
+        for year in years:
+            run_until(model, quarter_ordinal(f"{year + 1}Q1"))
+            for name in names:
+                cap = 4 * model.champions[name].capacity_usd_bn
+                values.setdefault((name, year), []).append(cap)
+    return {k: float(np.median(v)) for k, v in values.items()}
+
+
+def test_memory_champions_ramp_like_cxmt_and_ymtc(baseline):
+    """The memory champions' capacity against their public counterparts.
+
+    CXMT's revenue was RMB 8.29, 9.09 and 24.18 bn in 2022-2024 (STAR Market prospectus),
+    US$1.96 bn/yr on average; YMTC had ~8% of a ~US$67 bn NAND market at end-2024
+    (DigiTimes, TrendForce), ~US$4 bn/yr at a domestic discount. Measured: 1.8 and 3.5.
+    """
+    years = (2022, 2023, 2024)
+    cap = _champion_capacity_usd_bn(
+        _short(baseline, "2024Q4"), ("memory_dram", "memory_nand"), years
+    )
+    cxmt = np.mean([cap[("memory_dram", y)] for y in years])
+    assert 0.7 * 1.96 <= cxmt <= 1.3 * 1.96, cxmt
+    assert 0.6 * 4.0 <= cap[("memory_nand", 2024)] <= 1.4 * 4.0, cap
+
+
 def test_domestic_lithography_stays_small_without_an_adequate_scanner(base):
     value = float(
         _yearly(base, "self_sufficiency_segment_litho_equipment_pct", range(2021, 2031)).max()
