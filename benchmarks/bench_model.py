@@ -95,7 +95,7 @@ def main() -> None:
     """Command line: warm up, measure each scale, print the section and optionally write it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--scales", type=float, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1, 5])
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
     scenario = load_scenario(ROOT / "scenarios" / "baseline.yaml")
