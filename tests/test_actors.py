@@ -122,3 +122,48 @@ def test_defection_means_leaving_an_alignment_joined(base):
     defection = run_frame(_load("allied_defection"), SEEDS)
     late = defection[defection["year"] >= 2027]
     assert (late["ally_defected_netherlands"] == 1).all()
+
+
+def _without(scenario, event_ids, **params):
+    """``scenario`` without the events ``event_ids`` and with ``params`` set from the start."""
+    events = [e for e in scenario.events if e.id not in event_ids]
+    merged = {**scenario.parameters, **params}
+    return scenario.model_copy(update={"events": events, "parameters": merged})
+
+
+def test_lobbying_relaxes_controls_in_detente():
+    # F26: in the detente the US listens to its firms' lost China sales and relaxes its
+    # country-wide rules. Without that decision the rules stay, so Chinese suppliers keep
+    # more of the market and allies' firms sell China less. Measured (6 seeds): -2.2 pp of
+    # 2030 self-sufficiency (-1.7 to -2.5) and +2.3 bn of Taiwan's 2030 China revenue.
+    detente = _load("detente")
+    listened = run_frame(detente, SEEDS)
+    deaf = run_frame(_without(detente, {"lobbying_on"}), SEEDS)
+    ss = _per_seed(listened, "self_sufficiency_pct", 2030) - _per_seed(
+        deaf, "self_sufficiency_pct", 2030
+    )
+    assert (ss < -1.0).all(), ss
+    col = "foreign_revenue_from_china_usd_bn_taiwan"
+    taiwan = _per_seed(listened, col, 2030, "sum") - _per_seed(deaf, col, 2030, "sum")
+    assert (taiwan > 1.0).all(), taiwan
+
+
+def test_design_out_weakens_extraterritorial_rules_in_the_spiral():
+    # F23: multinationals design US content out of their products when foreign direct
+    # product rules reach them, which takes those products out of the rules' reach. Switched
+    # off (no design-out) under the countermeasure spiral, Taiwan's firms sell China less
+    # and more of China's demand falls to Chinese suppliers. Measured (6 seeds): Taiwan
+    # +2.6 bn (1.6 to 3.1) and self-sufficiency -0.34 pp (-0.2 to -0.8) with design-out.
+    spiral = _load("countermeasure_spiral")
+    on = run_frame(spiral, SEEDS)
+    off = run_frame(
+        _without(
+            spiral, {"faster_design_out"}, **{"countermeasures.design_out_pct_per_quarter": 0.0}
+        ),
+        SEEDS,
+    )
+    col = "foreign_revenue_from_china_usd_bn_taiwan"
+    taiwan = _per_seed(on, col, 2030, "sum") - _per_seed(off, col, 2030, "sum")
+    assert (taiwan > 1.0).all(), taiwan
+    ss = _per_seed(on, "self_sufficiency_pct", 2030) - _per_seed(off, "self_sufficiency_pct", 2030)
+    assert (ss < -0.1).all(), ss
