@@ -618,34 +618,30 @@ def main(argv=None) -> int:
     if args.shared_history:
         return _main_shared(args)
 
-    if args.render:
-        results = json.loads(args.render.read_text(encoding="utf-8"))
-    else:
-        results = measure_all(args)
-        if args.save:
-            args.save.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    text = render(results)
-    print(text)
-    if args.doc:
-        write_section(args.doc, text)
-        print(f"wrote the section to {args.doc}", file=sys.stderr)
+    _section(args, measure_all, render, BEGIN, END)
     return 0
 
 
 def _main_shared(args) -> int:
     """``--shared-history``: measure (or render) and print, optionally write the section."""
+    results = _section(args, measure_shared, render_shared, SHARED_BEGIN, SHARED_END)
+    return 0 if results["identical"] else 1
+
+
+def _section(args, measure_fn, render_fn, begin: str, end: str) -> dict:
+    """Measure (or re-read ``--render``), print the section, ``--save`` and ``--doc`` it."""
     if args.render:
         results = json.loads(args.render.read_text(encoding="utf-8"))
     else:
-        results = measure_shared(args)
+        results = measure_fn(args)
         if args.save:
             args.save.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    text = render_shared(results)
+    text = render_fn(results)
     print(text)
     if args.doc:
-        write_section(args.doc, text, SHARED_BEGIN, SHARED_END)
+        write_section(args.doc, text, begin, end)
         print(f"wrote the section to {args.doc}", file=sys.stderr)
-    return 0 if results["identical"] else 1
+    return results
 
 
 def measure_all(args) -> dict:
