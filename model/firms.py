@@ -47,6 +47,10 @@ class FirmPopulation:
 
     A firm's permanent identity is its ``firm_id`` (creation order); ``row_of[firm_id]``
     gives its current row (-1 once its row is dropped) and ``ids[row]`` the reverse.
+
+    ``tool_gen`` is the most advanced node a firm runs on tools it holds (tools once bought
+    keep working) and ``patterning_gen`` its know-how to stretch them past that node by
+    multipatterning (generations; :mod:`model.technology`).
     """
 
     FLOAT_COLS = (
@@ -57,6 +61,8 @@ class FirmPopulation:
         "rd_usd_bn",
         "state_funds_usd_bn",
         "utilisation",
+        "tool_gen",
+        "patterning_gen",
     )
     BOOL_COLS = ("alive", "champion", "fraud", "listed")
 
@@ -139,6 +145,8 @@ class FirmPopulation:
         self.rd_usd_bn[added] = 0.0
         self.state_funds_usd_bn[added] = 0.0
         self.utilisation[added] = 1.0
+        self.tool_gen[added] = gen_arr
+        self.patterning_gen[added] = 0.0
         self.alive[added] = True
         self.champion[added] = champion
         self.fraud[added] = fraud

@@ -7,7 +7,10 @@ scaled by the share of needed talent it can hire (F15). It cannot pass the ceili
 the tools and design software it can get: foreign ones where controls leave enough supply
 open, otherwise domestic ones (lithography gains two generations from multipatterning, as
 SMIC's DUV-made 7 nm shows). Installed tools keep working, so a ceiling never pushes a firm
-back. Champions draw rare breakthroughs and setbacks from the model's generator.
+back, and a fab whose tools bind learns to stretch the ones it holds further by
+multipatterning (faster with R&D, stopped when the extra tools it needs cannot be bought);
+champions' rare breakthroughs add to that know-how, so the best node moves within bounds
+(docs/ODD.md 7.11). Champions draw breakthroughs and setbacks from the model's generator.
 """
 
 from __future__ import annotations
@@ -139,28 +142,75 @@ def domestic_input_gens(p: dict, best: np.ndarray) -> dict[str, float]:
     return out
 
 
-def node_ceilings(model, best: np.ndarray) -> np.ndarray:
-    """Per-firm ceiling generation from the tools and design software each fab can get."""
+def tool_ceilings(model, best: np.ndarray) -> np.ndarray:
+    """Per-firm generation the tools and design software a fab can get now reach.
+
+    For each node input, foreign supply where controls leave enough open (plus what installed
+    tools stretch past it), else the domestic one; the fab needs all of them, so the lowest.
+    Rows outside the fab lines get ``inf`` (no tools bind them).
+    """
     p = model.p
     f = model.firms
     n = f.n
-    frontiers = line_frontiers(p, model.year_float)
-    ceiling = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
+    tools = np.full(n, np.inf)
     fab = in_lines(f.line[:n], (FOUNDRY, MEMORY))
     if not fab.any():
-        return ceiling
+        return tools
     domestic = domestic_input_gens(p, best)
+    stretch = p["technology.installed_tool_stretch_generations"]
     for listed in (False, True):
         rows = fab & (f.listed[:n] == listed)
         if not rows.any():
             continue
         cap_gen = np.inf
-        stretch = p["technology.installed_tool_stretch_generations"]
         for item in NODE_INPUTS:
             foreign = foreign_access_gen(model, item, listed) + stretch
             cap_gen = min(cap_gen, max(foreign, domestic[item]))
-        ceiling[rows] = np.minimum(ceiling[rows], cap_gen)
-    return ceiling
+        tools[rows] = cap_gen
+    return tools
+
+
+def node_ceilings(model, best: np.ndarray, tools: np.ndarray | None = None) -> np.ndarray:
+    """Per-firm ceiling generation: the follower lag, and what the firm's tools reach.
+
+    A fab reaches the better of the tools it can get now (:func:`tool_ceilings`) and the
+    node it already runs on tools it holds (``tool_gen``) stretched by its multipatterning
+    know-how (``patterning_gen``), and never more than the follower lag behind the frontier
+    (know-how, not tools, binds there).
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    frontiers = line_frontiers(p, model.year_float)
+    lag = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
+    if tools is None:
+        tools = tool_ceilings(model, best)
+    reach = np.maximum(tools, f.tool_gen[:n] + f.patterning_gen[:n])
+    return np.minimum(lag, reach)
+
+
+def patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough) -> np.ndarray:
+    """One quarter's gain in multipatterning know-how per firm, generations (docs/ODD.md 7.11).
+
+    Fabs that run the best node their tools reach, below the follower lag (the tools bind,
+    not know-how), learn to stretch the tools they hold, at
+    ``technology.patterning_learning_gen_per_year`` scaled by R&D and talent as other
+    learning is, and by how far the tools still for sale reach toward the node they run:
+    more passes need more scanners and etchers, so learning stops when what can be bought is
+    ``frontier.multipatterning_bonus_generations`` below it. A champion's breakthrough adds
+    ``technology.breakthrough_generations`` (a new process qualified on tools held: SMIC's
+    N+2, N+3).
+    """
+    p = model.p
+    f = model.firms
+    n = f.n
+    bound = np.minimum(tools, lag) - BELOW_THRESHOLD_GEN
+    pressed = f.alive[:n] & ~f.fraud[:n] & (tools < lag) & (f.gen[:n] >= bound)
+    span = max(p["frontier.multipatterning_bonus_generations"], BELOW_THRESHOLD_GEN)
+    support = np.clip(1.0 + (tools - f.tool_gen[:n]) / span, 0.0, 1.0)
+    rate = p["technology.patterning_learning_gen_per_year"] / QUARTERS_PER_YEAR
+    step = rate * talent_factor * rd_factor * support + breakthrough
+    return np.where(pressed, step, 0.0)
 
 
 def learn(model, talent_factor: float, best: np.ndarray) -> None:
@@ -185,15 +235,20 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
         * rd_factor
         * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
     )
-    ceiling = node_ceilings(model, best)
+    tools = tool_ceilings(model, best)
+    # Tools once bought keep working: the most advanced node run on tools the firm could get.
+    f.tool_gen[:n] = np.maximum(f.tool_gen[:n], np.minimum(gen, tools))
+    ceiling = node_ceilings(model, best, tools)
+    breakthrough = np.zeros(n)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
         u = model.stream("technology").random((DRAWS_PER_CHAMPION, champs.size))
-        step[champs] += np.where(
+        breakthrough[champs] = np.where(
             u[0] < p["technology.breakthrough_pct_per_quarter"] / 100.0,
             p["technology.breakthrough_generations"],
             0.0,
         )
+        step[champs] += breakthrough[champs]
         step[champs] -= np.where(
             u[1] < p["technology.setback_pct_per_quarter"] / 100.0,
             p["technology.setback_generations"],
@@ -202,6 +257,11 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     new = np.minimum(gen + np.maximum(step, 0.0), np.maximum(gen, ceiling))
     # A setback delays progress but never undoes a node already in production.
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
+    lag = frontiers[line] - p["technology.follower_lag_generations"]
+    gained = patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough)
+    f.patterning_gen[:n] = np.minimum(
+        f.patterning_gen[:n] + gained, p["technology.patterning_max_generations"]
+    )
 
 
 __all__ = [
@@ -212,5 +272,7 @@ __all__ = [
     "line_best_gen",
     "line_frontiers",
     "node_ceilings",
+    "patterning_step",
+    "tool_ceilings",
     "tier_generations",
 ]
