@@ -12,6 +12,8 @@ reaching firms, and money paid in the two years before a firm fails.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .calendar import QUARTERS_PER_YEAR, quarter_ordinal
@@ -107,7 +109,10 @@ def buy_tools(
     Each request (a fab's spending at one node generation) needs tools able to make that
     node. A fab prefers foreign tools unless domestic ones are good enough and policy pushes
     it; where controls block foreign tools it must buy domestic, and where domestic tools
-    cannot make the node the expansion stalls. One domestic tool pool serves all requests.
+    cannot make the node, or Chinese makers offer no tool of a category
+    (``model.tool_coverage``), the expansion stalls. The fab buys a consistent set: the
+    scarcest item decides how much it builds and how much of each item it takes. One
+    domestic tool pool serves all requests.
 
     Args:
         model: the model (its firms, regime, foreign supply and domestic tool supply).
@@ -120,8 +125,9 @@ def buy_tools(
             of requests); the domestic pool serves what is left.
 
     Returns:
-        dict with ``fraction`` (per request), ``domestic`` and ``foreign`` spending by tool
-        item, and ``foreign_by_origin`` (origins,) in US$ bn.
+        dict with ``fraction`` (per request), ``domestic`` and ``foreign`` spending and
+        ``need`` (what the requests asked for) by tool item, and ``foreign_by_origin``
+        (origins,) in US$ bn.
     """
     p = model.p
     tool_share = p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
@@ -132,36 +138,78 @@ def buy_tools(
         "foreign": {},
         "foreign_by_origin": np.zeros(len(model.origins)),
         "foreign_by_origin_item": {},
+        "need": {},
     }
     listed = model.firms.listed[rows]
-    for item, share in (("litho_equipment", litho_share), ("other_equipment", 1.0 - litho_share)):
-        if rows.size == 0:
-            result["domestic"][item] = result["foreign"][item] = 0.0
+    items = (("litho_equipment", litho_share), ("other_equipment", 1.0 - litho_share))
+    if rows.size == 0:
+        for item, _ in items:
+            result["domestic"][item] = result["foreign"][item] = result["need"][item] = 0.0
             result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
-            continue
+        return result
+    parts = {}
+    for item, share in items:
         need = spend * tool_share * share
         used = (domestic_used or {}).get(item, 0.0)
-        domestic, foreign, from_stock, per_origin = _buy_tool_item(
-            model, item, need, gen, listed, best, security, used
-        )
-        obtained = domestic + foreign + from_stock
-        got = np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
-        result["fraction"] = np.minimum(result["fraction"], got)
-        result["domestic"][item] = float(domestic.sum())
-        result["foreign"][item] = float(foreign.sum())
-        by_origin = (foreign[:, None] * per_origin).sum(axis=0)
+        result["need"][item] = float(need.sum())
+        parts[item] = _buy_tool_item(model, item, need, gen, listed, best, security, used)
+        for part in parts[item][0]:
+            result["fraction"] = np.minimum(result["fraction"], part.got)
+    for item, _ in items:
+        domestic, foreign, from_stock = 0.0, 0.0, 0.0
+        # A fab buys a consistent tool set: of each part only what the capacity it can fully
+        # equip needs (the scarcest part sets it), so no tools are bought for a fab not built.
+        for part in parts[item][0]:
+            keep = np.divide(
+                result["fraction"], part.got, out=np.zeros_like(part.got), where=part.got > 0
+            )
+            domestic = domestic + part.domestic * keep
+            foreign = foreign + part.foreign * keep
+            from_stock = from_stock + part.from_stock * keep
+        model.stockpile.draw(item, float(np.sum(from_stock)))
+        result["domestic"][item] = float(np.sum(domestic))
+        result["foreign"][item] = float(np.sum(foreign))
+        by_origin = (foreign[:, None] * parts[item][1]).sum(axis=0)
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin
     return result
 
 
-def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used=0.0):
-    """One tool item's market, per request: domestic, foreign bought, drawn from the stock.
+@dataclass
+class ToolPart:
+    """What requests could obtain of one part of a tool item's set (US$ bn per request).
 
-    Returns those three and each request's origin split of its foreign purchases. Requests
-    are the rows of a single-column market: one domestic tool pool serves them all.
+    Attributes:
+        domestic: bought from Chinese tool makers.
+        foreign: bought abroad (open under controls).
+        from_stock: drawn from tools stockpiled before the rules.
+        got: share of the part's need obtained (1 where nothing is needed).
+    """
+
+    domestic: np.ndarray
+    foreign: np.ndarray
+    from_stock: np.ndarray
+    got: np.ndarray
+
+
+def _obtained_share(obtained: np.ndarray, need: np.ndarray) -> np.ndarray:
+    return np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
+
+
+def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used=0.0):
+    """One tool item's market, per request, in two parts that complement each other.
+
+    The categories Chinese makers offer (``model.tool_coverage``) are a market of domestic
+    and foreign tools; the others (metrology, implant, ...) can only come from abroad or
+    from the stock. What the fab actually takes (and draws from the stock) is decided in
+    :func:`buy_tools`, once the scarcest part is known.
+
+    Returns ``([covered, uncovered] as ToolPart, per_origin)``: ``per_origin`` is each
+    request's origin split of its foreign purchases. Requests are the rows of a
+    single-column market: one domestic tool pool serves them all.
     """
     p = model.p
+    coverage = model.tool_coverage[item]
     dom_gen = domestic_input_gens(p, best)[item]
     adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
     gap = np.maximum(0.0, gen - dom_gen)
@@ -177,18 +225,34 @@ def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used
     cover = stock_cover(model.stockpile.stock[item], need * (1.0 - foreign_open))
     reachable = foreign_open + (1.0 - foreign_open) * cover
     supply = max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - domestic_used)
+    need_covered = need * coverage
     cleared = clear(
-        need[:, None], want[:, None], reachable[:, None], np.array([supply]), adequate[:, None]
+        need_covered[:, None],
+        want[:, None],
+        reachable[:, None],
+        np.array([supply]),
+        adequate[:, None],
+    )
+    stock_part = np.divide(
+        reachable - foreign_open, reachable, out=np.zeros_like(reachable), where=reachable > 0
     )
     foreign = cleared.foreign[:, 0]
-    from_stock = np.divide(
-        foreign * (reachable - foreign_open),
-        reachable,
-        out=np.zeros_like(foreign),
-        where=reachable > 0,
+    domestic = cleared.domestic[:, 0]
+    covered = ToolPart(
+        domestic,
+        foreign * (1.0 - stock_part),
+        foreign * stock_part,
+        _obtained_share(domestic + foreign, need_covered),
     )
-    model.stockpile.draw(item, float(from_stock.sum()))
-    return cleared.domestic[:, 0], foreign - from_stock, from_stock, per_origin
+    need_other = need - need_covered
+    abroad = need_other * reachable
+    uncovered = ToolPart(
+        np.zeros_like(need),
+        abroad * (1.0 - stock_part),
+        abroad * stock_part,
+        _obtained_share(abroad, need_other),
+    )
+    return [covered, uncovered], per_origin
 
 
 def _tools_open(model, item, gen, listed):
@@ -300,7 +364,10 @@ def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
 
 
 def _add_purchases(total: dict, extra: dict) -> None:
-    """Add a round's tool purchases to the quarter's totals (in place)."""
+    """Add a round's tool purchases to the quarter's totals (in place).
+
+    ``need`` stays the first round's: later rounds ask again for money it could not place.
+    """
     for item in extra["domestic"]:
         total["domestic"][item] += extra["domestic"][item]
         total["foreign"][item] += extra["foreign"][item]

@@ -114,6 +114,8 @@ class DecouplingModel(mesa.Model):
         self.china_best_gen = self._china_best_gen()
         self.ledger: dict[tuple[str, bool, str], float] = {}
         self.stockpile = ToolStockpile(TOOL_ITEMS)
+        coverage = self.p["technology.domestic_tool_coverage_pct"]
+        self.tool_coverage = {item: coverage[item] / 100.0 for item in TOOL_ITEMS}
         self.announcements = stockpile.announcements(scenario.events)
         self.regime_tool_items = frozenset(ITEM_INDEX[item] for item in TOOL_ITEMS)
         self._init_events()
@@ -751,6 +753,7 @@ class DecouplingModel(mesa.Model):
         self.tool_sales = np.zeros(len(FIRM_LINES))
         for item in TOOL_ITEMS:
             self.tool_sales[FIRM_LINE_INDEX[item]] = tools["domestic"][item]
+        self._broaden_tool_coverage(tools)
         q.foreign_by_origin += tools["foreign_by_origin"]
         for item in TOOL_ITEMS:
             q.revenue_by_item[item] += tools["foreign_by_origin_item"][item]
@@ -767,6 +770,16 @@ class DecouplingModel(mesa.Model):
         q.money.domestic_tools_usd_bn = (
             tools["domestic"]["litho_equipment"] + tools["domestic"]["other_equipment"]
         )
+
+    def _broaden_tool_coverage(self, tools: dict) -> None:
+        """Domestic tool makers fill missing categories fabs cannot buy abroad (ODD 7.11)."""
+        gain = self.p["technology.tool_coverage_gain_pct_per_year"] / 100.0 / QUARTERS_PER_YEAR
+        for item in TOOL_ITEMS:
+            need = tools["need"][item]
+            pull = min(1.0, max(0.0, 1.0 - tools["foreign"][item] / need)) if need > 0 else 0.0
+            self.tool_coverage[item] = technology.broaden_tool_coverage(
+                self.tool_coverage[item], pull, gain
+            )
 
     def _stock_up(self, q: Quarter, tools: dict) -> float:
         """Buyers stock foreign tools ahead of announced and expected rules (model.stockpile).

@@ -24,6 +24,7 @@ UNIT_BOUNDS: dict[str, tuple[float, float]] = {
     "% of demand": (0.0, 100.0),
     "% of purchases": (0.0, 100.0),
     "% of tool purchases": (0.0, 100.0),
+    "% of tool set": (0.0, 100.0),
     "% of workforce need": (0.0, 100.0),
     "pp": (-100.0, 100.0),
     "%/year": (-100.0, 100.0),
@@ -199,6 +200,12 @@ _DECLARED: tuple[tuple[str, Output | Family], ...] = (
         "domestic_equipment_share_pct", "% of tool purchases", "Domestic equipment share",
         "share of fab equipment bought in China (by value, lithography and other tools "
         "together) supplied by Chinese-headquartered tool makers",
+        STOCK)),
+    (TECHNOLOGY, Output(
+        "domestic_tool_coverage_pct", "% of tool set", "Domestic tool coverage",
+        "share by value of a fab's non-lithography tool set (deposition, etch, metrology, "
+        "implant, ...) for which a Chinese maker has a product; the rest must be bought abroad "
+        "or the fab goes without it (`technology.domestic_tool_coverage_pct`, docs/ODD.md 7.11)",
         STOCK)),
     (MARKETS, Output(
         "china_demand_usd_bn", "US$ bn", "China's chip demand", "China's chip demand by value",

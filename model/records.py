@@ -93,6 +93,7 @@ MEASURES: dict[str, Measure] = {
     "frontier_node_nm": lambda m, q: float(gen_to_node_nm(q.frontier_gen)),
     "node_gap_generations": lambda m, q: max(0.0, q.frontier_gen - m.china_best_gen),
     "domestic_equipment_share_pct": _domestic_tools_share,
+    "domestic_tool_coverage_pct": lambda m, q: 100.0 * m.tool_coverage["other_equipment"],
     "china_demand_usd_bn": lambda m, q: float(q.demand.total_usd_bn),
     "fab_equipment_purchases_usd_bn": lambda m, q: float(
         q.money.domestic_tools_usd_bn + q.money.foreign_tools_usd_bn

@@ -122,6 +122,7 @@ INIT_ONLY_PREFIXES: tuple[str, ...] = (
     "foreign.us_technology_pct",
     "sourcing.buyers",
     "sourcing.security_max",
+    "technology.domestic_tool_coverage_pct",
 )
 
 #: The model's data start in 2014Q1; horizons past 2050 extrapolate every path too far.

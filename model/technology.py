@@ -213,6 +213,16 @@ def patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough) -
     return np.where(pressed, step, 0.0)
 
 
+def broaden_tool_coverage(coverage: float, pull: float, gain_per_quarter: float) -> float:
+    """Next quarter's domestic coverage of a tool item's set (0-1; docs/ODD.md 7.11).
+
+    Chinese tool makers add the categories they lack (metrology, implant, track) where
+    fabs cannot get them abroad: coverage grows by ``gain_per_quarter`` times the pull, the
+    share of the quarter's tool needs not bought abroad (bought at home, or not obtained).
+    """
+    return min(1.0, coverage + gain_per_quarter * pull)
+
+
 def learn(model, talent_factor: float, best: np.ndarray) -> None:
     """Advance every live firm's technology by one quarter (vectorised)."""
     p = model.p
@@ -265,6 +275,7 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
 
 
 __all__ = [
+    "broaden_tool_coverage",
     "by_tier",
     "fill_empty_lines",
     "frontier_gen",
