@@ -120,7 +120,7 @@ IDLE_PP = 0.05
 
 
 def calibrated_but_idle(rows: list[dict]) -> list[str]:
-    """Levers whose parameter's source says ``calibrated`` but whose swings are all tiny.
+    """Levers whose parameter's source is ``calibrated: ...`` but whose swings are all tiny.
 
     Such a parameter cannot have been calibrated to the headline targets: the issue-10 rule
     "no parameter billed as calibrated to a target moves nothing". Targets of other outputs
@@ -131,7 +131,7 @@ def calibrated_but_idle(rows: list[dict]) -> list[str]:
     for r in rows:
         path = r["parameter"]
         param = defaults.get(path) or defaults.get(path.rsplit(".", 1)[0])
-        if param is None or "calibrated" not in str(param.source):
+        if param is None or not str(param.source).startswith("calibrated"):
             continue
         if all(r[f"{c}_swing_pp"] < IDLE_PP for c in OUTPUTS):
             out.append(path)
