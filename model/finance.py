@@ -145,7 +145,8 @@ def buy_tools(
             model, item, need, gen, listed, best, security, used
         )
         obtained = domestic + foreign + from_stock
-        got = np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
+        positive = need > 0
+        got = np.where(positive, obtained / np.where(positive, need, 1.0), 1.0)
         result["fraction"] = np.minimum(result["fraction"], got)
         result["domestic"][item] = float(domestic.sum())
         result["foreign"][item] = float(foreign.sum())
@@ -197,26 +198,35 @@ def _tools_open(model, item, gen, listed):
     Open shares are computed once per interval of the rules (a handful), then looked up per
     request by index.
     """
+    if not listed.any():  # all requests unlisted (most quarters): no masks to scatter through
+        open_total, split, index = _tools_open_rows(model, item, False, gen)
+        return open_total[index], split[index]
     foreign_open = np.zeros(gen.size)
     per_origin = np.zeros((gen.size, len(model.origins)))
     for flag in (False, True):
         m = listed == flag
         if not m.any():
             continue
-        index, blocked = model.regime.blocked_rows(
-            item, flag, gen[m], model.quarter, model.compliance, model.us_technology,
-        )  # fmt: skip
-        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
-        open_total = open_by_origin.sum(axis=1)
-        split = np.divide(
-            open_by_origin,
-            open_total[:, None],
-            out=np.zeros_like(open_by_origin),
-            where=open_total[:, None] > 0,
-        )
+        open_total, split, index = _tools_open_rows(model, item, flag, gen[m])
         foreign_open[m] = open_total[index]
         per_origin[m] = split[index]
     return foreign_open, per_origin
+
+
+def _tools_open_rows(model, item, listed, gen):
+    """Per interval of the rules: open share and origin split; and each request's interval."""
+    index, blocked = model.regime.blocked_rows(
+        item, listed, gen, model.quarter, model.compliance, model.us_technology
+    )
+    open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+    open_total = open_by_origin.sum(axis=1)
+    split = np.divide(
+        open_by_origin,
+        open_total[:, None],
+        out=np.zeros_like(open_by_origin),
+        where=open_total[:, None] > 0,
+    )
+    return open_total, split, index
 
 
 def expansion_appetite(utilisation, threshold: float, width: float):
