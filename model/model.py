@@ -519,8 +519,8 @@ class DecouplingModel(mesa.Model):
             delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
             q.foreign_by_origin += delivered
             q.revenue_by_item[item] += delivered
-            for o, value in zip(ORIGINS, delivered):
-                self.ledger[(item, listed, o)] = float(value)
+            for o, value in zip(ORIGINS, delivered.tolist()):
+                self.ledger[(item, listed, o)] = value
             wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
             lost_us += wanted_foreign * self.foreign_share[item][us] * blocked[us]
         return lost_us
@@ -674,15 +674,16 @@ class DecouplingModel(mesa.Model):
         line = f.line[:n]
         sold = self._sold_shares(q)[line]
         price = self._price_factors(q)[line]
-        sold_cap = cap[:, 0] * sold[:, 0] + cap[:, 1] * sold[:, 1] + cap[:, 2] * sold[:, 2]
-        revenue = (
-            cap[:, 0] * sold[:, 0] * price[:, 0]
-            + cap[:, 1] * sold[:, 1] * price[:, 1]
-            + cap[:, 2] * sold[:, 2] * price[:, 2]
-        )
+        # Capacity sold by vintage, computed once for both sums below.
+        sold_0 = cap[:, 0] * sold[:, 0]
+        sold_1 = cap[:, 1] * sold[:, 1]
+        sold_2 = cap[:, 2] * sold[:, 2]
+        sold_cap = sold_0 + sold_1 + sold_2
+        revenue = sold_0 * price[:, 0] + sold_1 * price[:, 1] + sold_2 * price[:, 2]
         f.revenue_usd_bn[:n] = np.where(live, revenue, 0.0)
         total = f.total_capacity()
-        f.utilisation[:n] = np.where(total > 0, sold_cap / np.where(total > 0, total, 1.0), 1.0)
+        has_cap = total > 0
+        f.utilisation[:n] = np.where(has_cap, sold_cap / np.where(has_cap, total, 1.0), 1.0)
 
     def _discount_pct(self, s: DomesticSupply) -> np.ndarray:
         """(tiers,) domestic chips' discount to the foreign product, % of its price."""
