@@ -170,23 +170,30 @@ def tool_ceilings(model, best: np.ndarray) -> np.ndarray:
     return tools
 
 
-def node_ceilings(model, best: np.ndarray, tools: np.ndarray | None = None) -> np.ndarray:
+def node_ceilings(
+    model, best: np.ndarray, tools: np.ndarray | None = None, lag: np.ndarray | None = None
+) -> np.ndarray:
     """Per-firm ceiling generation: the follower lag, and what the firm's tools reach.
 
     A fab reaches the better of the tools it can get now (:func:`tool_ceilings`) and the
     node it already runs on tools it holds (``tool_gen``) stretched by its multipatterning
     know-how (``patterning_gen``), and never more than the follower lag behind the frontier
-    (know-how, not tools, binds there).
+    (know-how, not tools, binds there). ``lag`` is that per-firm limit when the caller has
+    it already (:func:`follower_limits`).
     """
-    p = model.p
     f = model.firms
     n = f.n
-    frontiers = line_frontiers(p, model.year_float)
-    lag = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
+    if lag is None:
+        lag = follower_limits(model, line_frontiers(model.p, model.year_float)[f.line[:n]])
     if tools is None:
         tools = tool_ceilings(model, best)
     reach = np.maximum(tools, f.tool_gen[:n] + f.patterning_gen[:n])
     return np.minimum(lag, reach)
+
+
+def follower_limits(model, firm_frontiers: np.ndarray) -> np.ndarray:
+    """Per-firm generation the follower lag allows, from each firm's line frontier."""
+    return firm_frontiers - model.p["technology.follower_lag_generations"]
 
 
 def patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough) -> np.ndarray:
@@ -227,7 +234,8 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref[line]
     rd_ratio = np.clip(rd_ratio, p["technology.rd_ratio_floor"], p["technology.rd_ratio_ceiling"])
     rd_factor = rd_ratio ** p["technology.rd_elasticity"]
-    behind = np.maximum(0.0, frontiers[line] - gen)
+    firm_frontiers = frontiers[line]
+    behind = np.maximum(0.0, firm_frontiers - gen)
     step = (
         rates[line]
         / QUARTERS_PER_YEAR
@@ -238,7 +246,8 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     tools = tool_ceilings(model, best)
     # Tools once bought keep working: the most advanced node run on tools the firm could get.
     f.tool_gen[:n] = np.maximum(f.tool_gen[:n], np.minimum(gen, tools))
-    ceiling = node_ceilings(model, best, tools)
+    lag = follower_limits(model, firm_frontiers)
+    ceiling = node_ceilings(model, best, tools, lag)
     breakthrough = np.zeros(n)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
@@ -257,7 +266,6 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     new = np.minimum(gen + np.maximum(step, 0.0), np.maximum(gen, ceiling))
     # A setback delays progress but never undoes a node already in production.
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
-    lag = frontiers[line] - p["technology.follower_lag_generations"]
     gained = patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough)
     f.patterning_gen[:n] = np.minimum(
         f.patterning_gen[:n] + gained, p["technology.patterning_max_generations"]
@@ -267,6 +275,7 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
 __all__ = [
     "by_tier",
     "fill_empty_lines",
+    "follower_limits",
     "frontier_gen",
     "learn",
     "line_best_gen",
