@@ -516,15 +516,18 @@ def _build(
     line = f.line[:n]
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
     build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
+    # Per-line factors are computed per line, then looked up per firm (the same values).
+    kappa_q = kappa * QUARTERS_PER_YEAR
     used = np.where(plain_mask, spend, 0.0)
     own_share = 1.0 / (1.0 + co_investment_ratio(model))
-    np.add.at(used, req_rows, used_req * own_share[line[req_rows]])
+    req_line = line[req_rows]
+    np.add.at(used, req_rows, used_req * own_share[req_line])
     f.cash_usd_bn[:n] -= used
-    per_output = kappa[line[req_rows]] * QUARTERS_PER_YEAR * cost_factor
+    per_output = kappa_q[req_line] * cost_factor
     np.add.at(f.pending[:n], (req_rows, req_col), used_req / per_output)
     plain = np.nonzero(plain_mask)[0]
-    f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
+    f.pending[plain, VINTAGE_BASE] += used[plain] / kappa_q[line[plain]]
     # A quarter completes at most what is queued, however fast talent lets firms build.
-    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q[line])[:, None]
+    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q)[line][:, None]
     f.pending[:n] -= done
     f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done
