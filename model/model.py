@@ -627,26 +627,29 @@ class DecouplingModel(mesa.Model):
         best = self.line_best
         frontier = q.frontier_gen
         listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
-        design_gen = f.gen[:n]
+        # Only design houses' access counts: computed for their rows alone, in row order.
+        design_gen = f.gen[:n][design_rows]
+        design_listed = f.listed[:n][design_rows]
         eda_adequate = (
             best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"]
             >= design_gen
         )
-        eda_access = np.ones(n)
+        eda_access = np.ones(design_gen.size)
         for listed in (False, True):
-            rows = design_rows & (f.listed[:n] == listed)
+            rows = design_listed == listed
             if rows.any():
                 open_eda = self._open("eda_ip", listed, design_gen[rows])
                 eda_access[rows] = reachable_share(open_eda, eda_adequate[rows])
         fallback = p["sourcing.design_fallback_pct"] / 100.0
         eda_access = reachable_share(eda_access, fallback)
         tolerance = p["technology.design_foundry_tolerance_generations"]
-        domestic_foundry_ok = self.china_best_gen >= f.gen[:n] - tolerance
+        domestic_foundry_ok = self.china_best_gen >= design_gen - tolerance
         foundry_access = np.where(
-            f.listed[:n], reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
+            design_listed, reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
         )
         access = foundry_access * eda_access
-        supply = float((f.total_capacity()[design_rows] * access[design_rows]).sum())
+        cap = f.cap[:n][design_rows]
+        supply = float(((cap[:, 0] + cap[:, 1] + cap[:, 2]) * access).sum())
         lag = p["technology.design_reference_lag_generations"]
         gap = max(0.0, frontier - lag - best[FIRM_LINE_INDEX["design"]])
         want = float(
