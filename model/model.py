@@ -441,16 +441,22 @@ class DecouplingModel(mesa.Model):
         listed_b = np.array([b.entity_listed for b in buyers])
         blocked_origin = self._chips_blocked(q, listed_b)
         open_bk = np.zeros_like(demand_bk)
+        # {(chip item, listed): ((origins,) open supply, its total)}, for the ledger too.
+        open_origin = {}
         for (item, listed), blocked in blocked_origin.items():
             k = CHIP_ITEMS.index(item)
-            open_bk[listed_b == listed, k] = ((1.0 - blocked) * self.foreign_share[item]).sum()
+            open_o = (1.0 - blocked) * self.foreign_share[item]
+            open_origin[(item, listed)] = (open_o, open_o.sum())
+            open_bk[listed_b == listed, k] = open_origin[(item, listed)][1]
         cleared = clear(demand_bk, want, open_bk, s.supply_by_tier)
         foreign_k = cleared.foreign.sum(axis=0)
         located_k = np.minimum(self.fabs_in_china.sum(axis=0), foreign_k)
         dom_k = cleared.domestic.sum(axis=0)
         q.foreign_by_origin = np.zeros(len(ORIGINS))
         q.revenue_by_item = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
-        lost_us = self._chip_revenue(q, listed_b, demand_bk, want, cleared, blocked_origin)
+        lost_us = self._chip_revenue(
+            q, listed_b, demand_bk, want, cleared, blocked_origin, open_origin
+        )
         q.chips = ChipMarket(demand_bk, want, cleared, dom_k, located_k, lost_us)
         q.chips.unmet = unmet_paths(
             cleared.unmet,
@@ -505,16 +511,21 @@ class DecouplingModel(mesa.Model):
                 out[(item, listed)] = blocked[k]
         return out
 
-    def _chip_revenue(self, q, listed_b, demand_bk, want, cleared, blocked_origin) -> float:
-        """Foreign chip revenue by origin (the ledger) and what US firms lose to controls."""
+    def _chip_revenue(
+        self, q, listed_b, demand_bk, want, cleared, blocked_origin, open_origin
+    ) -> float:
+        """Foreign chip revenue by origin (the ledger) and what US firms lose to controls.
+
+        ``open_origin`` holds, per key of ``blocked_origin``, the open supply by origin and
+        its total (as :meth:`_source_chips` computed them for the market).
+        """
         us = ORIGINS.index("united_states")
         lost_us = 0.0
         self.ledger = {}
         for (item, listed), blocked in blocked_origin.items():
             rows = listed_b == listed
             k = CHIP_ITEMS.index(item)
-            open_o = (1.0 - blocked) * self.foreign_share[item]
-            tot = open_o.sum()
+            open_o, tot = open_origin[(item, listed)]
             bought = cleared.foreign[rows, k].sum()
             delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
             q.foreign_by_origin += delivered
