@@ -175,7 +175,9 @@ def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used
     )
     foreign_open, per_origin = _tools_open(model, item, gen, listed)
     # Tools stockpiled before the rules serve part of what the rules now block.
-    cover = stock_cover(model.stockpile.stock[item], need * (1.0 - foreign_open))
+    stock = model.stockpile.stock[item]
+    # No stock covers nothing (as stock_cover says) without computing the blocked needs.
+    cover = 0.0 if stock <= 0 else stock_cover(stock, need * (1.0 - foreign_open))
     reachable = foreign_open + (1.0 - foreign_open) * cover
     supply = max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - domestic_used)
     cleared = clear(
