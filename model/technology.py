@@ -58,15 +58,27 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
     """Highest generation for which enough foreign supply of ``item`` is open to a fab.
 
     Rules are step functions of the generation, so it is enough to test each binding
-    threshold from the lowest up. Returns ``inf`` when nothing binds enough.
+    threshold from the lowest up. Returns ``inf`` when nothing binds enough. Several phases
+    ask each quarter; the answer is kept in the regime's memo until its tables change.
     """
+    minimum_pct = model.p["controls.access_minimum_pct"]
+    memo = model.regime.memo(model.quarter, model.compliance, model.us_technology)
+    key = ("foreign_access_gen", item, bool(listed), minimum_pct)
+    gen = memo.get(key)
+    if gen is None:
+        gen = memo[key] = _foreign_access_gen(model, item, listed, minimum_pct)
+    return gen
+
+
+def _foreign_access_gen(model, item: str, listed: bool, minimum_pct: float) -> float:
+    """:func:`foreign_access_gen` computed from the regime's tables."""
     thresholds, blocked = model.regime.thresholds_blocked(
         item, listed, model.quarter, model.compliance, model.us_technology
     )
     if not thresholds.size:
         return np.inf
     open_share = (1.0 - blocked) @ model.foreign_share[item]
-    below = np.nonzero(open_share < model.p["controls.access_minimum_pct"] / 100.0)[0]
+    below = np.nonzero(open_share < minimum_pct / 100.0)[0]
     if below.size == 0:
         return np.inf
     return float(thresholds[below[0]]) - BELOW_THRESHOLD_GEN
