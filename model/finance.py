@@ -216,19 +216,27 @@ def _tools_open(model, item, gen, listed):
 
 
 def _tools_open_rows(model, item, listed, gen):
-    """Per interval of the rules: open share and origin split; and each request's interval."""
-    index, blocked = model.regime.blocked_rows(
-        item, listed, gen, model.quarter, model.compliance, model.us_technology
-    )
-    open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
-    open_total = open_by_origin.sum(axis=1)
-    split = np.divide(
-        open_by_origin,
-        open_total[:, None],
-        out=np.zeros_like(open_by_origin),
-        where=open_total[:, None] > 0,
-    )
-    return open_total, split, index
+    """Per interval of the rules: open share and origin split; and each request's interval.
+
+    The per-interval part does not depend on the requests: it is kept in the regime's memo
+    for the quarter's later rounds of requests.
+    """
+    args = (model.quarter, model.compliance, model.us_technology)
+    index, blocked = model.regime.blocked_rows(item, listed, gen, *args)
+    memo = model.regime.memo(*args)
+    key = ("tools_open", item, bool(listed))
+    kept = memo.get(key)
+    if kept is None:
+        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+        open_total = open_by_origin.sum(axis=1)
+        split = np.divide(
+            open_by_origin,
+            open_total[:, None],
+            out=np.zeros_like(open_by_origin),
+            where=open_total[:, None] > 0,
+        )
+        kept = memo[key] = (open_total, split)
+    return kept[0], kept[1], index
 
 
 def expansion_appetite(utilisation, threshold: float, width: float):
