@@ -256,8 +256,12 @@ def invest_and_build(
     best: np.ndarray,
     talent_factor: float,
     security: float,
+    appetite: np.ndarray | None = None,
 ) -> dict:
     """Cash, capex, tools, building and depreciation for one quarter.
+
+    ``appetite`` is :func:`firm_appetite` when the caller has it already this quarter
+    (utilisation does not change in between).
 
     Returns:
         dict with tool purchases (see :func:`buy_tools`) and ``capex_usd_bn`` (fab capex).
@@ -267,7 +271,7 @@ def invest_and_build(
     honest = f.alive[:n] & ~(f.fraud[:n] & f.alive[:n])
     fab = honest & in_lines(f.line[:n], FAB_LINES)
     _cash_flow(model, state_money, state_rd, private)
-    spend = _expansion_spend(model, honest)
+    spend = _expansion_spend(model, honest, appetite)
     req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
     tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
     used_req = req_spend * tools["fraction"]
@@ -386,27 +390,30 @@ def firm_appetite(model) -> np.ndarray:
     )
 
 
-def private_weights(model, live: np.ndarray) -> np.ndarray:
+def private_weights(model, live: np.ndarray, appetite: np.ndarray | None = None) -> np.ndarray:
     """How private capital spreads over firms: by sales, mostly of growing firms.
 
     It follows sales (F21: STAR listings of firms with revenue), and mostly the sales of
-    firms that are growing, which can use it.
+    firms that are growing, which can use it. ``appetite`` is :func:`firm_appetite` when the
+    caller has it already this quarter.
     """
     p = model.p
     f = model.firms
     n = f.n
     floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
     idle = p["private.weight_without_expansion"]
-    growth = idle + (1.0 - idle) * firm_appetite(model)
+    if appetite is None:
+        appetite = firm_appetite(model)
+    growth = idle + (1.0 - idle) * appetite
     return np.where(live, (f.revenue_usd_bn[:n] + floor) * growth, 0.0)
 
 
-def investable_share(model, live: np.ndarray) -> float:
+def investable_share(model, live: np.ndarray, appetite: np.ndarray | None = None) -> float:
     """Share of the private money on offer that is raised: as much as firms can invest.
 
     Investors fund firms that are growing; the sales-weighted appetite of the sector for
     expansion (0-1) scales what is raised, so money that could not be placed is not
-    raised in the first place.
+    raised in the first place. ``appetite`` as in :func:`private_weights`.
     """
     f = model.firms
     n = f.n
@@ -415,7 +422,9 @@ def investable_share(model, live: np.ndarray) -> float:
     )
     sales = np.where(live, f.revenue_usd_bn[:n] + floor, 0.0)
     total = sales.sum()
-    return float((sales * firm_appetite(model)).sum() / total) if total > 0 else 0.0
+    if appetite is None:
+        appetite = firm_appetite(model)
+    return float((sales * appetite).sum() / total) if total > 0 else 0.0
 
 
 def idle_cash(model) -> np.ndarray:
@@ -441,12 +450,13 @@ def return_idle_cash(model) -> float:
     return float(back.sum())
 
 
-def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
+def _expansion_spend(model, honest: np.ndarray, appetite: np.ndarray | None = None) -> np.ndarray:
     """Capex each firm wants this quarter: a share of its cash, as its appetite allows."""
     p = model.p
     f = model.firms
     n = f.n
-    appetite = firm_appetite(model)
+    if appetite is None:
+        appetite = firm_appetite(model)
     spend_share = p["firm_finance.cash_spend_pct_per_quarter"]
     return np.where(
         honest, appetite * spend_share / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0

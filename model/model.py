@@ -756,12 +756,22 @@ class DecouplingModel(mesa.Model):
         )
         to_fraud = float(state_money[f.fraud[:n]].sum())
         live = f.alive[:n] & ~f.fraud[:n]
-        private_total = finance.private_money(self) * finance.investable_share(self, live)
-        private = finance.allocate(private_total, finance.private_weights(self, live))
+        appetite = finance.firm_appetite(self)  # utilisation is fixed for the rest of _finance
+        private_total = finance.private_money(self) * finance.investable_share(
+            self, live, appetite
+        )
+        private = finance.allocate(private_total, finance.private_weights(self, live, appetite))
         shortfall, talent_factor = self._talent()
         q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
         tools = finance.invest_and_build(
-            self, state_money, state_rd, private, self.line_best, talent_factor, q.mean_security
+            self,
+            state_money,
+            state_rd,
+            private,
+            self.line_best,
+            talent_factor,
+            q.mean_security,
+            appetite,
         )
         self.tool_sales = np.zeros(len(FIRM_LINES))
         for item in TOOL_ITEMS:
