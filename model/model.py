@@ -659,8 +659,9 @@ class DecouplingModel(mesa.Model):
             design_listed, reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
         )
         access = foundry_access * eda_access
-        cap = f.cap[:n][design_rows]
-        supply = float(((cap[:, 0] + cap[:, 1] + cap[:, 2]) * access).sum())
+        cap = f.cap[:n]
+        design_cap = cap[:, 0][design_rows] + cap[:, 1][design_rows] + cap[:, 2][design_rows]
+        supply = float((design_cap * access).sum())
         lag = p["technology.design_reference_lag_generations"]
         gap = max(0.0, frontier - lag - best[FIRM_LINE_INDEX["design"]])
         want = float(
