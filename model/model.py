@@ -923,11 +923,15 @@ class DecouplingModel(mesa.Model):
         spill = p["sourcing.security_spillover"] * safe_share(
             np.multiply(blocked_b, demand_b).sum(), demand_b.sum()
         )
+        # Row sums (each row summed as on its own), once for all buyers.
+        domestic_b = cleared.domestic.sum(axis=1)
+        foreign_b = cleared.foreign.sum(axis=1)
+        grey_b = q.chips.unmet.grey.sum(axis=1)
         for i, b in enumerate(self.buyers.values()):
             b.blocked_share = float(blocked_b[i])
             b.unmet_share = float(unmet_b[i])
-            domestic = cleared.domestic[i].sum() + substituted_b[i]
-            bought = domestic + cleared.foreign[i].sum() + q.chips.unmet.grey[i].sum()
+            domestic = domestic_b[i] + substituted_b[i]
+            bought = domestic + foreign_b[i] + grey_b[i]
             b.domestic_share = float(domestic / bought) if bought > 0 else 0.0
             b.react(
                 spill if b.state_linked > 0 else 0.0,
