@@ -203,16 +203,21 @@ def _tools_open(model, item, gen, listed):
     if not listed.any():  # all requests unlisted (most quarters): no masks to scatter through
         open_total, split, index = _tools_open_rows(model, item, False, gen)
         return open_total[index], split[index]
-    foreign_open = np.zeros(gen.size)
-    per_origin = np.zeros((gen.size, len(model.origins)))
+    # Both buyer kinds' intervals in one table; each request points to its kind's row, so
+    # the (requests, origins) split is gathered once rather than scattered through a mask.
+    row = np.empty(gen.size, dtype=np.intp)
+    totals, splits = [], []
+    offset = 0
     for flag in (False, True):
         m = listed == flag
         if not m.any():
             continue
         open_total, split, index = _tools_open_rows(model, item, flag, gen[m])
-        foreign_open[m] = open_total[index]
-        per_origin[m] = split[index]
-    return foreign_open, per_origin
+        row[m] = index + offset
+        offset += open_total.size
+        totals.append(open_total)
+        splits.append(split)
+    return np.concatenate(totals)[row], np.concatenate(splits)[row]
 
 
 def _tools_open_rows(model, item, listed, gen):
