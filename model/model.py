@@ -93,6 +93,7 @@ class DecouplingModel(mesa.Model):
         self.streams = RandomStreams(self.rng)
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
+        self._drag_weights: dict | None = None  # see _located_drag_weights
         self.start_q = quarter_ordinal(scenario.start)
         self.end_q = quarter_ordinal(scenario.end)
         self.quarter = self.start_q
@@ -300,6 +301,7 @@ class DecouplingModel(mesa.Model):
         else:
             parent, _, key = path.rpartition(".")
             self.p[parent] = {**self.p[parent], key: value}
+        self._drag_weights = None
         self.regime.invalidate()
 
     def stream(self, name: str) -> np.random.Generator:
@@ -865,7 +867,7 @@ class DecouplingModel(mesa.Model):
             q.chips.located_by_tier, capacity_k, out=np.ones_like(capacity_k),
             where=capacity_k > 0,
         )  # fmt: skip
-        weights = group(p, "foreign.located_drag_weights")
+        weights = self._located_drag_weights()
         tolerance = p["foreign.located_home_pressure_tolerance"]
         bought = 0.0
         for firm_group, o, k in self.located_groups:
@@ -882,6 +884,15 @@ class DecouplingModel(mesa.Model):
         capex_per_output = p["firm_finance.capex_per_annual_output"]["foundry"]
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
         return bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
+
+    def _located_drag_weights(self) -> dict:
+        """``foreign.located_drag_weights`` (a scan of every parameter), kept until one changes.
+
+        Parameters change only through :meth:`set_parameter`, which forgets it.
+        """
+        if self._drag_weights is None:
+            self._drag_weights = group(self.p, "foreign.located_drag_weights")
+        return self._drag_weights
 
     def _sync_fabs_in_china(self) -> None:
         """The (origins, tiers) table of foreign fab capacity in China, from the groups."""
