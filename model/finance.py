@@ -483,13 +483,17 @@ def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
     fr = np.nonzero(foundry & (spend > 0))[0]
     of = np.nonzero(fab & ~foundry & (spend > 0))[0]
     rows = np.concatenate([fr, fr, of])
-    project = spend * (1.0 + co_investment_ratio(model)[f.line[:n]])
+    # Projects of the requesting rows only (per line: 1 + the co-investment ratio).
+    with_partners = 1.0 + co_investment_ratio(model)
+    project_fr = spend[fr] * with_partners[f.line[fr]]
+    project_of = spend[of] * with_partners[f.line[of]]
     req_spend = np.concatenate(
-        [project[fr] * frontier_share, project[fr] * (1 - frontier_share), project[of]]
+        [project_fr * frontier_share, project_fr * (1 - frontier_share), project_of]
     )
-    gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
+    gen_fr = f.gen[fr]
+    gen = np.concatenate([gen_fr, np.minimum(gen_fr, MATURE_BEST_GEN), f.gen[of]])
     col = np.concatenate(
-        [vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
+        [vintage_column(gen_fr), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
     )
     return rows, req_spend, gen, col
 
