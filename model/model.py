@@ -555,9 +555,12 @@ class DecouplingModel(mesa.Model):
             np.multiply(security_b, shares_b).sum() / shares_b.sum()
         )
         live = f.alive[:n] & ~f.fraud[:n]
-        design_rows = live & (f.line[:n] == FIRM_LINE_INDEX["design"])
-        design_cap = f.cap[:n][design_rows].sum()
-        listed_design_share = safe_share(f.cap[:n][design_rows & f.listed[:n]].sum(), design_cap)
+        # Design houses' rows by index (found once; cheaper to gather by than a mask).
+        design_rows = np.flatnonzero(live & (f.line[:n] == FIRM_LINE_INDEX["design"]))
+        design_cap = f.cap[design_rows].sum()
+        listed_design_share = safe_share(
+            f.cap[design_rows[f.listed[design_rows]]].sum(), design_cap
+        )
         s, demand_k, value_pct = (
             q.supply,
             q.demand.by_tier_usd_bn,
@@ -633,16 +636,16 @@ class DecouplingModel(mesa.Model):
         A listed design house loses foreign foundries under a foreign direct product rule
         and must find a domestic one (F18); without EDA tools for its node it keeps the
         designs it can move to older nodes (``sourcing.design_fallback_pct``).
+        ``design_rows`` are the live design houses' row indices, ascending.
         """
         p = self.p
         f = self.firms
-        n = f.n
         best = self.line_best
         frontier = q.frontier_gen
         listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
         # Only design houses' access counts: computed for their rows alone, in row order.
-        design_gen = f.gen[:n][design_rows]
-        design_listed = f.listed[:n][design_rows]
+        design_gen = f.gen[design_rows]
+        design_listed = f.listed[design_rows]
         eda_adequate = (
             best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"]
             >= design_gen
@@ -661,7 +664,7 @@ class DecouplingModel(mesa.Model):
             design_listed, reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
         )
         access = foundry_access * eda_access
-        cap = f.cap[:n]
+        cap = f.cap
         design_cap = cap[:, 0][design_rows] + cap[:, 1][design_rows] + cap[:, 2][design_rows]
         supply = float((design_cap * access).sum())
         lag = p["technology.design_reference_lag_generations"]
@@ -968,13 +971,14 @@ class DecouplingModel(mesa.Model):
         """(lines, vintages) capacity of the firms in ``mask``."""
         f = self.firms
         n = f.n
-        # Column by column through the mask: the same rows in the same order as gathering
-        # the (rows, vintages) block first, at half the cost.
-        line = f.line[:n][mask].astype(np.intp)
+        # Column by column through the rows' indices (found once; gathering by index is
+        # cheaper than by mask): the same rows in the same order as the (rows, vintages) block.
+        rows = np.flatnonzero(mask)
+        line = f.line[rows].astype(np.intp)
         cap = f.cap[:n]
         out = np.empty((len(FIRM_LINES), N_VINTAGES))
         for v in range(N_VINTAGES):
-            out[:, v] = np.bincount(line, weights=cap[:, v][mask], minlength=len(FIRM_LINES))
+            out[:, v] = np.bincount(line, weights=cap[:, v][rows], minlength=len(FIRM_LINES))
         return out
 
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:
