@@ -222,7 +222,9 @@ def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used
     )
     foreign_open, per_origin = _tools_open(model, item, gen, listed)
     # Tools stockpiled before the rules serve part of what the rules now block.
-    cover = stock_cover(model.stockpile.stock[item], need * (1.0 - foreign_open))
+    stock = model.stockpile.stock[item]
+    # No stock covers nothing (as stock_cover says) without computing the blocked needs.
+    cover = 0.0 if stock <= 0 else stock_cover(stock, need * (1.0 - foreign_open))
     reachable = foreign_open + (1.0 - foreign_open) * cover
     supply = max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - domestic_used)
     need_covered = need * coverage
@@ -261,15 +263,38 @@ def _tools_open(model, item, gen, listed):
     Open shares are computed once per interval of the rules (a handful), then looked up per
     request by index.
     """
-    foreign_open = np.zeros(gen.size)
-    per_origin = np.zeros((gen.size, len(model.origins)))
+    if not listed.any():  # all requests unlisted (most quarters): no masks to scatter through
+        open_total, split, index = _tools_open_rows(model, item, False, gen)
+        return open_total[index], split[index]
+    # Both buyer kinds' intervals in one table; each request points to its kind's row, so
+    # the (requests, origins) split is gathered once rather than scattered through a mask.
+    row = np.empty(gen.size, dtype=np.intp)
+    totals, splits = [], []
+    offset = 0
     for flag in (False, True):
         m = listed == flag
         if not m.any():
             continue
-        index, blocked = model.regime.blocked_rows(
-            item, flag, gen[m], model.quarter, model.compliance, model.us_technology,
-        )  # fmt: skip
+        open_total, split, index = _tools_open_rows(model, item, flag, gen[m])
+        row[m] = index + offset
+        offset += open_total.size
+        totals.append(open_total)
+        splits.append(split)
+    return np.concatenate(totals)[row], np.concatenate(splits)[row]
+
+
+def _tools_open_rows(model, item, listed, gen):
+    """Per interval of the rules: open share and origin split; and each request's interval.
+
+    The per-interval part does not depend on the requests: it is kept in the regime's memo
+    for the quarter's later rounds of requests.
+    """
+    args = (model.quarter, model.compliance, model.us_technology)
+    index, blocked = model.regime.blocked_rows(item, listed, gen, *args)
+    memo = model.regime.memo(*args)
+    key = ("tools_open", item, bool(listed))
+    kept = memo.get(key)
+    if kept is None:
         open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
         open_total = open_by_origin.sum(axis=1)
         split = np.divide(
@@ -278,9 +303,8 @@ def _tools_open(model, item, gen, listed):
             out=np.zeros_like(open_by_origin),
             where=open_total[:, None] > 0,
         )
-        foreign_open[m] = open_total[index]
-        per_origin[m] = split[index]
-    return foreign_open, per_origin
+        kept = memo[key] = (open_total, split)
+    return kept[0], kept[1], index
 
 
 def expansion_appetite(utilisation, threshold: float, width: float):
@@ -300,8 +324,12 @@ def invest_and_build(
     best: np.ndarray,
     talent_factor: float,
     security: float,
+    appetite: np.ndarray | None = None,
 ) -> dict:
     """Cash, capex, tools, building and depreciation for one quarter.
+
+    ``appetite`` is :func:`firm_appetite` when the caller has it already this quarter
+    (utilisation does not change in between).
 
     Returns:
         dict with tool purchases (see :func:`buy_tools`) and ``capex_usd_bn`` (fab capex).
@@ -311,7 +339,7 @@ def invest_and_build(
     honest = f.alive[:n] & ~(f.fraud[:n] & f.alive[:n])
     fab = honest & in_lines(f.line[:n], FAB_LINES)
     _cash_flow(model, state_money, state_rd, private)
-    spend = _expansion_spend(model, honest)
+    spend = _expansion_spend(model, honest, appetite)
     req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
     tools = buy_tools(model, req_rows, req_spend, req_gen, best, security)
     used_req = req_spend * tools["fraction"]
@@ -433,27 +461,30 @@ def firm_appetite(model) -> np.ndarray:
     )
 
 
-def private_weights(model, live: np.ndarray) -> np.ndarray:
+def private_weights(model, live: np.ndarray, appetite: np.ndarray | None = None) -> np.ndarray:
     """How private capital spreads over firms: by sales, mostly of growing firms.
 
     It follows sales (F21: STAR listings of firms with revenue), and mostly the sales of
-    firms that are growing, which can use it.
+    firms that are growing, which can use it. ``appetite`` is :func:`firm_appetite` when the
+    caller has it already this quarter.
     """
     p = model.p
     f = model.firms
     n = f.n
     floor = p["firm_finance.minimum_scale_usd_bn"] * p["china_firms.real_firms_per_agent"]
     idle = p["private.weight_without_expansion"]
-    growth = idle + (1.0 - idle) * firm_appetite(model)
+    if appetite is None:
+        appetite = firm_appetite(model)
+    growth = idle + (1.0 - idle) * appetite
     return np.where(live, (f.revenue_usd_bn[:n] + floor) * growth, 0.0)
 
 
-def investable_share(model, live: np.ndarray) -> float:
+def investable_share(model, live: np.ndarray, appetite: np.ndarray | None = None) -> float:
     """Share of the private money on offer that is raised: as much as firms can invest.
 
     Investors fund firms that are growing; the sales-weighted appetite of the sector for
     expansion (0-1) scales what is raised, so money that could not be placed is not
-    raised in the first place.
+    raised in the first place. ``appetite`` as in :func:`private_weights`.
     """
     f = model.firms
     n = f.n
@@ -462,7 +493,9 @@ def investable_share(model, live: np.ndarray) -> float:
     )
     sales = np.where(live, f.revenue_usd_bn[:n] + floor, 0.0)
     total = sales.sum()
-    return float((sales * firm_appetite(model)).sum() / total) if total > 0 else 0.0
+    if appetite is None:
+        appetite = firm_appetite(model)
+    return float((sales * appetite).sum() / total) if total > 0 else 0.0
 
 
 def idle_cash(model) -> np.ndarray:
@@ -488,12 +521,13 @@ def return_idle_cash(model) -> float:
     return float(back.sum())
 
 
-def _expansion_spend(model, honest: np.ndarray) -> np.ndarray:
+def _expansion_spend(model, honest: np.ndarray, appetite: np.ndarray | None = None) -> np.ndarray:
     """Capex each firm wants this quarter: a share of its cash, as its appetite allows."""
     p = model.p
     f = model.firms
     n = f.n
-    appetite = firm_appetite(model)
+    if appetite is None:
+        appetite = firm_appetite(model)
     spend_share = p["firm_finance.cash_spend_pct_per_quarter"]
     return np.where(
         honest, appetite * spend_share / 100.0 * np.maximum(f.cash_usd_bn[:n], 0.0), 0.0
@@ -515,13 +549,17 @@ def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
     fr = np.nonzero(foundry & (spend > 0))[0]
     of = np.nonzero(fab & ~foundry & (spend > 0))[0]
     rows = np.concatenate([fr, fr, of])
-    project = spend * (1.0 + co_investment_ratio(model)[f.line[:n]])
+    # Projects of the requesting rows only (per line: 1 + the co-investment ratio).
+    with_partners = 1.0 + co_investment_ratio(model)
+    project_fr = spend[fr] * with_partners[f.line[fr]]
+    project_of = spend[of] * with_partners[f.line[of]]
     req_spend = np.concatenate(
-        [project[fr] * frontier_share, project[fr] * (1 - frontier_share), project[of]]
+        [project_fr * frontier_share, project_fr * (1 - frontier_share), project_of]
     )
-    gen = np.concatenate([f.gen[fr], np.minimum(f.gen[fr], MATURE_BEST_GEN), f.gen[of]])
+    gen_fr = f.gen[fr]
+    gen = np.concatenate([gen_fr, np.minimum(gen_fr, MATURE_BEST_GEN), f.gen[of]])
     col = np.concatenate(
-        [vintage_column(f.gen[fr]), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
+        [vintage_column(gen_fr), np.full(fr.size, VINTAGE_BASE), np.full(of.size, VINTAGE_BASE)]
     )
     return rows, req_spend, gen, col
 
@@ -573,15 +611,18 @@ def _build(
     line = f.line[:n]
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
     build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
+    # Per-line factors are computed per line, then looked up per firm (the same values).
+    kappa_q = kappa * QUARTERS_PER_YEAR
     used = np.where(plain_mask, spend, 0.0)
     own_share = 1.0 / (1.0 + co_investment_ratio(model))
-    np.add.at(used, req_rows, used_req * own_share[line[req_rows]])
+    req_line = line[req_rows]
+    np.add.at(used, req_rows, used_req * own_share[req_line])
     f.cash_usd_bn[:n] -= used
-    per_output = kappa[line[req_rows]] * QUARTERS_PER_YEAR * cost_factor
+    per_output = kappa_q[req_line] * cost_factor
     np.add.at(f.pending[:n], (req_rows, req_col), used_req / per_output)
     plain = np.nonzero(plain_mask)[0]
-    f.pending[plain, VINTAGE_BASE] += used[plain] / (kappa[line[plain]] * QUARTERS_PER_YEAR)
+    f.pending[plain, VINTAGE_BASE] += used[plain] / kappa_q[line[plain]]
     # A quarter completes at most what is queued, however fast talent lets firms build.
-    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q[line])[:, None]
+    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q)[line][:, None]
     f.pending[:n] -= done
     f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done

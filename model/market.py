@@ -108,25 +108,31 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
         :class:`Cleared`; ``domestic + foreign + unmet == demand`` element-wise.
     """
     blocked = demand * (1.0 - foreign_open)
-    forced = blocked * adequate
-    want = demand * foreign_open * want_domestic_share * adequate
+    # Products used twice below are computed once (the same operations, in the same order).
+    forced = blocked if isinstance(adequate, float) and adequate == 1.0 else blocked * adequate
+    open_demand = demand * foreign_open
+    want = open_demand * want_domestic_share * adequate
     forced_total = forced.sum(axis=0)
     want_total = want.sum(axis=0)
+    has_forced = forced_total > 0
+    has_want = want_total > 0
     # Empty markets divide by 1 and are then overridden; a tiny positive denominator can
     # overflow the quotient, which the minimum with 1 then caps.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         fill_forced = np.where(
-            forced_total > 0,
-            np.minimum(1.0, domestic_supply / np.where(forced_total > 0, forced_total, 1.0)),
+            has_forced,
+            np.minimum(1.0, domestic_supply / np.where(has_forced, forced_total, 1.0)),
             1.0,
         )
         left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
         fill_want = np.where(
-            want_total > 0, np.minimum(1.0, left / np.where(want_total > 0, want_total, 1.0)), 1.0
+            has_want, np.minimum(1.0, left / np.where(has_want, want_total, 1.0)), 1.0
         )
-    domestic = forced * fill_forced + want * fill_want
-    foreign = demand * foreign_open - want * fill_want
-    unmet = blocked - forced * fill_forced
+    forced_met = forced * fill_forced
+    want_met = want * fill_want
+    domestic = forced_met + want_met
+    foreign = open_demand - want_met
+    unmet = blocked - forced_met
     return Cleared(domestic, foreign, unmet, blocked, fill_want)
 
 

@@ -93,6 +93,7 @@ class DecouplingModel(mesa.Model):
         self.streams = RandomStreams(self.rng)
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
+        self._drag_weights: dict | None = None  # see _located_drag_weights
         self.start_q = quarter_ordinal(scenario.start)
         self.end_q = quarter_ordinal(scenario.end)
         self.quarter = self.start_q
@@ -302,6 +303,7 @@ class DecouplingModel(mesa.Model):
         else:
             parent, _, key = path.rpartition(".")
             self.p[parent] = {**self.p[parent], key: value}
+        self._drag_weights = None
         self.regime.invalidate()
 
     def stream(self, name: str) -> np.random.Generator:
@@ -443,16 +445,22 @@ class DecouplingModel(mesa.Model):
         listed_b = np.array([b.entity_listed for b in buyers])
         blocked_origin = self._chips_blocked(q, listed_b)
         open_bk = np.zeros_like(demand_bk)
+        # {(chip item, listed): ((origins,) open supply, its total)}, for the ledger too.
+        open_origin = {}
         for (item, listed), blocked in blocked_origin.items():
             k = CHIP_ITEMS.index(item)
-            open_bk[listed_b == listed, k] = ((1.0 - blocked) * self.foreign_share[item]).sum()
+            open_o = (1.0 - blocked) * self.foreign_share[item]
+            open_origin[(item, listed)] = (open_o, open_o.sum())
+            open_bk[listed_b == listed, k] = open_origin[(item, listed)][1]
         cleared = clear(demand_bk, want, open_bk, s.supply_by_tier)
         foreign_k = cleared.foreign.sum(axis=0)
         located_k = np.minimum(self.fabs_in_china.sum(axis=0), foreign_k)
         dom_k = cleared.domestic.sum(axis=0)
         q.foreign_by_origin = np.zeros(len(ORIGINS))
         q.revenue_by_item = {item: np.zeros(len(ORIGINS)) for item in self.foreign_share}
-        lost_us = self._chip_revenue(q, listed_b, demand_bk, want, cleared, blocked_origin)
+        lost_us = self._chip_revenue(
+            q, listed_b, demand_bk, want, cleared, blocked_origin, open_origin
+        )
         q.chips = ChipMarket(demand_bk, want, cleared, dom_k, located_k, lost_us)
         q.chips.unmet = unmet_paths(
             cleared.unmet,
@@ -507,22 +515,27 @@ class DecouplingModel(mesa.Model):
                 out[(item, listed)] = blocked[k]
         return out
 
-    def _chip_revenue(self, q, listed_b, demand_bk, want, cleared, blocked_origin) -> float:
-        """Foreign chip revenue by origin (the ledger) and what US firms lose to controls."""
+    def _chip_revenue(
+        self, q, listed_b, demand_bk, want, cleared, blocked_origin, open_origin
+    ) -> float:
+        """Foreign chip revenue by origin (the ledger) and what US firms lose to controls.
+
+        ``open_origin`` holds, per key of ``blocked_origin``, the open supply by origin and
+        its total (as :meth:`_source_chips` computed them for the market).
+        """
         us = ORIGINS.index("united_states")
         lost_us = 0.0
         self.ledger = {}
         for (item, listed), blocked in blocked_origin.items():
             rows = listed_b == listed
             k = CHIP_ITEMS.index(item)
-            open_o = (1.0 - blocked) * self.foreign_share[item]
-            tot = open_o.sum()
+            open_o, tot = open_origin[(item, listed)]
             bought = cleared.foreign[rows, k].sum()
             delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
             q.foreign_by_origin += delivered
             q.revenue_by_item[item] += delivered
-            for o, value in zip(ORIGINS, delivered):
-                self.ledger[(item, listed, o)] = float(value)
+            for o, value in zip(ORIGINS, delivered.tolist()):
+                self.ledger[(item, listed, o)] = value
             wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
             lost_us += wanted_foreign * self.foreign_share[item][us] * blocked[us]
         return lost_us
@@ -544,9 +557,12 @@ class DecouplingModel(mesa.Model):
             np.multiply(security_b, shares_b).sum() / shares_b.sum()
         )
         live = f.alive[:n] & ~f.fraud[:n]
-        design_rows = live & (f.line[:n] == FIRM_LINE_INDEX["design"])
-        design_cap = f.cap[:n][design_rows].sum()
-        listed_design_share = safe_share(f.cap[:n][design_rows & f.listed[:n]].sum(), design_cap)
+        # Design houses' rows by index (found once; cheaper to gather by than a mask).
+        design_rows = np.flatnonzero(live & (f.line[:n] == FIRM_LINE_INDEX["design"]))
+        design_cap = f.cap[design_rows].sum()
+        listed_design_share = safe_share(
+            f.cap[design_rows[f.listed[design_rows]]].sum(), design_cap
+        )
         s, demand_k, value_pct = (
             q.supply,
             q.demand.by_tier_usd_bn,
@@ -622,33 +638,37 @@ class DecouplingModel(mesa.Model):
         A listed design house loses foreign foundries under a foreign direct product rule
         and must find a domestic one (F18); without EDA tools for its node it keeps the
         designs it can move to older nodes (``sourcing.design_fallback_pct``).
+        ``design_rows`` are the live design houses' row indices, ascending.
         """
         p = self.p
         f = self.firms
-        n = f.n
         best = self.line_best
         frontier = q.frontier_gen
         listed_foundry_open = float(self._open("chips_leading", True, frontier)[0])
-        design_gen = f.gen[:n]
+        # Only design houses' access counts: computed for their rows alone, in row order.
+        design_gen = f.gen[design_rows]
+        design_listed = f.listed[design_rows]
         eda_adequate = (
             best[FIRM_LINE_INDEX["eda_ip"]] + p["technology.upstream_adequacy_generations"]
             >= design_gen
         )
-        eda_access = np.ones(n)
+        eda_access = np.ones(design_gen.size)
         for listed in (False, True):
-            rows = design_rows & (f.listed[:n] == listed)
+            rows = design_listed == listed
             if rows.any():
                 open_eda = self._open("eda_ip", listed, design_gen[rows])
                 eda_access[rows] = reachable_share(open_eda, eda_adequate[rows])
         fallback = p["sourcing.design_fallback_pct"] / 100.0
         eda_access = reachable_share(eda_access, fallback)
         tolerance = p["technology.design_foundry_tolerance_generations"]
-        domestic_foundry_ok = self.china_best_gen >= f.gen[:n] - tolerance
+        domestic_foundry_ok = self.china_best_gen >= design_gen - tolerance
         foundry_access = np.where(
-            f.listed[:n], reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
+            design_listed, reachable_share(listed_foundry_open, domestic_foundry_ok), 1.0
         )
         access = foundry_access * eda_access
-        supply = float((f.total_capacity()[design_rows] * access[design_rows]).sum())
+        cap = f.cap
+        design_cap = cap[:, 0][design_rows] + cap[:, 1][design_rows] + cap[:, 2][design_rows]
+        supply = float((design_cap * access).sum())
         lag = p["technology.design_reference_lag_generations"]
         gap = max(0.0, frontier - lag - best[FIRM_LINE_INDEX["design"]])
         want = float(
@@ -673,18 +693,21 @@ class DecouplingModel(mesa.Model):
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
         cap = f.cap[:n]
-        line = f.line[:n]
-        sold = self._sold_shares(q)[line]
-        price = self._price_factors(q)[line]
-        sold_cap = cap[:, 0] * sold[:, 0] + cap[:, 1] * sold[:, 1] + cap[:, 2] * sold[:, 2]
-        revenue = (
-            cap[:, 0] * sold[:, 0] * price[:, 0]
-            + cap[:, 1] * sold[:, 1] * price[:, 1]
-            + cap[:, 2] * sold[:, 2] * price[:, 2]
-        )
+        line = f.line[:n].astype(np.intp)
+        # (vintages, lines) tables, looked up per firm one vintage at a time: the same
+        # values as looking up (firms, vintages) rows, without strided columns.
+        sold = self._sold_shares(q).T.copy()
+        price = self._price_factors(q).T.copy()
+        # Capacity sold by vintage, computed once for both sums below.
+        sold_0 = cap[:, 0] * sold[0][line]
+        sold_1 = cap[:, 1] * sold[1][line]
+        sold_2 = cap[:, 2] * sold[2][line]
+        sold_cap = sold_0 + sold_1 + sold_2
+        revenue = sold_0 * price[0][line] + sold_1 * price[1][line] + sold_2 * price[2][line]
         f.revenue_usd_bn[:n] = np.where(live, revenue, 0.0)
         total = f.total_capacity()
-        f.utilisation[:n] = np.where(total > 0, sold_cap / np.where(total > 0, total, 1.0), 1.0)
+        has_cap = total > 0
+        f.utilisation[:n] = np.where(has_cap, sold_cap / np.where(has_cap, total, 1.0), 1.0)
 
     def _discount_pct(self, s: DomesticSupply) -> np.ndarray:
         """(tiers,) domestic chips' discount to the foreign product, % of its price."""
@@ -743,12 +766,22 @@ class DecouplingModel(mesa.Model):
         )
         to_fraud = float(state_money[f.fraud[:n]].sum())
         live = f.alive[:n] & ~f.fraud[:n]
-        private_total = finance.private_money(self) * finance.investable_share(self, live)
-        private = finance.allocate(private_total, finance.private_weights(self, live))
+        appetite = finance.firm_appetite(self)  # utilisation is fixed for the rest of _finance
+        private_total = finance.private_money(self) * finance.investable_share(
+            self, live, appetite
+        )
+        private = finance.allocate(private_total, finance.private_weights(self, live, appetite))
         shortfall, talent_factor = self._talent()
         q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
         tools = finance.invest_and_build(
-            self, state_money, state_rd, private, self.line_best, talent_factor, q.mean_security
+            self,
+            state_money,
+            state_rd,
+            private,
+            self.line_best,
+            talent_factor,
+            q.mean_security,
+            appetite,
         )
         self.tool_sales = np.zeros(len(FIRM_LINES))
         for item in TOOL_ITEMS:
@@ -850,7 +883,7 @@ class DecouplingModel(mesa.Model):
             q.chips.located_by_tier, capacity_k, out=np.ones_like(capacity_k),
             where=capacity_k > 0,
         )  # fmt: skip
-        weights = group(p, "foreign.located_drag_weights")
+        weights = self._located_drag_weights()
         tolerance = p["foreign.located_home_pressure_tolerance"]
         bought = 0.0
         for firm_group, o, k in self.located_groups:
@@ -867,6 +900,15 @@ class DecouplingModel(mesa.Model):
         capex_per_output = p["firm_finance.capex_per_annual_output"]["foundry"]
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
         return bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
+
+    def _located_drag_weights(self) -> dict:
+        """``foreign.located_drag_weights`` (a scan of every parameter), kept until one changes.
+
+        Parameters change only through :meth:`set_parameter`, which forgets it.
+        """
+        if self._drag_weights is None:
+            self._drag_weights = group(self.p, "foreign.located_drag_weights")
+        return self._drag_weights
 
     def _sync_fabs_in_china(self) -> None:
         """The (origins, tiers) table of foreign fab capacity in China, from the groups."""
@@ -908,11 +950,15 @@ class DecouplingModel(mesa.Model):
         spill = p["sourcing.security_spillover"] * safe_share(
             np.multiply(blocked_b, demand_b).sum(), demand_b.sum()
         )
+        # Row sums (each row summed as on its own), once for all buyers.
+        domestic_b = cleared.domestic.sum(axis=1)
+        foreign_b = cleared.foreign.sum(axis=1)
+        grey_b = q.chips.unmet.grey.sum(axis=1)
         for i, b in enumerate(self.buyers.values()):
             b.blocked_share = float(blocked_b[i])
             b.unmet_share = float(unmet_b[i])
-            domestic = cleared.domestic[i].sum() + substituted_b[i]
-            bought = domestic + cleared.foreign[i].sum() + q.chips.unmet.grey[i].sum()
+            domestic = domestic_b[i] + substituted_b[i]
+            bought = domestic + foreign_b[i] + grey_b[i]
             b.domestic_share = float(domestic / bought) if bought > 0 else 0.0
             b.react(
                 spill if b.state_linked > 0 else 0.0,
@@ -938,12 +984,14 @@ class DecouplingModel(mesa.Model):
         """(lines, vintages) capacity of the firms in ``mask``."""
         f = self.firms
         n = f.n
-        rows = np.nonzero(mask)[0]
-        line = f.line[rows]
-        cap = f.cap[:n][rows]
+        # Column by column through the rows' indices (found once; gathering by index is
+        # cheaper than by mask): the same rows in the same order as the (rows, vintages) block.
+        rows = np.flatnonzero(mask)
+        line = f.line[rows].astype(np.intp)
+        cap = f.cap[:n]
         out = np.empty((len(FIRM_LINES), N_VINTAGES))
         for v in range(N_VINTAGES):
-            out[:, v] = np.bincount(line, weights=cap[:, v], minlength=len(FIRM_LINES))
+            out[:, v] = np.bincount(line, weights=cap[:, v][rows], minlength=len(FIRM_LINES))
         return out
 
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:

@@ -11,6 +11,7 @@ Amounts are US$ bn per quarter; arrays "by tier" follow ``taxonomy.TIERS``, "by 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -75,9 +76,12 @@ class ChipMarket:
     lost_us_usd_bn: float
     unmet: UnmetPaths | None = None
 
-    @property
+    @cached_property
     def substituted_by_tier(self) -> np.ndarray:
-        """(tiers,) demand met by domestic chips of an older tier, by the tier demanded."""
+        """(tiers,) demand met by domestic chips of an older tier, by the tier demanded.
+
+        Read only once ``unmet`` is set (the recorder reads it several times a quarter).
+        """
         return self.unmet.substituted.sum(axis=0)
 
 

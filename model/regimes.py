@@ -76,6 +76,8 @@ class ExportControlRegime(mesa.Agent):
         self._version = 0
         self._arrays: dict[str, np.ndarray] = {}
         self._arrays_stamp: tuple[int, int] | None = None
+        self._memo_tables: np.ndarray | None = None
+        self._memo: dict = {}
         self.last_tightened_q = NEVER_Q
 
     # -- changes ----------------------------------------------------------------------
@@ -181,6 +183,18 @@ class ExportControlRegime(mesa.Agent):
         """Thresholds of all binding rules (ascending) and ``blocked`` at each of them."""
         thresholds, tables = self._open_tables(quarter, compliance, us_technology)
         return thresholds, 1.0 - tables[BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))][1:]
+
+    def memo(self, quarter: int, compliance: np.ndarray, us_technology: np.ndarray) -> dict:
+        """A dict for callers' results derived from the current tables (see :meth:`_open_tables`).
+
+        Emptied whenever the tables change (new quarter, rules, compliance, reach, version),
+        so a caller can keep there what it computes from them and fixed model inputs
+        (foreign supply shares), keyed by its own arguments and the parameters it reads.
+        """
+        _, tables = self._open_tables(quarter, compliance, us_technology)
+        if self._memo_tables is not tables:  # held here, so the identity is never reused
+            self._memo_tables, self._memo = tables, {}
+        return self._memo
 
     def _open_tables(self, quarter, compliance, us_technology):
         """Sorted rule thresholds and, per (item, listed) and interval, each origin's open share.

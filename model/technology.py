@@ -58,15 +58,27 @@ def foreign_access_gen(model, item: str, listed: bool) -> float:
     """Highest generation for which enough foreign supply of ``item`` is open to a fab.
 
     Rules are step functions of the generation, so it is enough to test each binding
-    threshold from the lowest up. Returns ``inf`` when nothing binds enough.
+    threshold from the lowest up. Returns ``inf`` when nothing binds enough. Several phases
+    ask each quarter; the answer is kept in the regime's memo until its tables change.
     """
+    minimum_pct = model.p["controls.access_minimum_pct"]
+    memo = model.regime.memo(model.quarter, model.compliance, model.us_technology)
+    key = ("foreign_access_gen", item, bool(listed), minimum_pct)
+    gen = memo.get(key)
+    if gen is None:
+        gen = memo[key] = _foreign_access_gen(model, item, listed, minimum_pct)
+    return gen
+
+
+def _foreign_access_gen(model, item: str, listed: bool, minimum_pct: float) -> float:
+    """:func:`foreign_access_gen` computed from the regime's tables."""
     thresholds, blocked = model.regime.thresholds_blocked(
         item, listed, model.quarter, model.compliance, model.us_technology
     )
     if not thresholds.size:
         return np.inf
     open_share = (1.0 - blocked) @ model.foreign_share[item]
-    below = np.nonzero(open_share < model.p["controls.access_minimum_pct"] / 100.0)[0]
+    below = np.nonzero(open_share < minimum_pct / 100.0)[0]
     if below.size == 0:
         return np.inf
     return float(thresholds[below[0]]) - BELOW_THRESHOLD_GEN
@@ -80,14 +92,15 @@ def line_best_gen(firms, min_share: float) -> np.ndarray:
     """
     n_lines = len(FIRM_LINES)
     n = firms.n
-    ok = firms.alive[:n] & ~firms.fraud[:n]
-    line = firms.line[:n][ok].astype(np.intp)
+    # Rows by index, found once (cheaper to gather by than a mask; same rows, same order).
+    ok = np.flatnonzero(firms.alive[:n] & ~firms.fraud[:n])
+    line = firms.line[ok].astype(np.intp)
     cap = firms.total_capacity()[ok]
-    gen = firms.gen[:n][ok]
+    gen = firms.gen[ok]
     line_cap = np.bincount(line, weights=cap, minlength=n_lines)
     line_max = np.full(n_lines, -np.inf)
     np.maximum.at(line_max, line, cap)
-    big = (cap >= np.minimum(min_share * line_cap, line_max)[line]) | firms.champion[:n][ok]
+    big = (cap >= np.minimum(min_share * line_cap, line_max)[line]) | firms.champion[ok]
     out = np.full(n_lines, -np.inf)
     np.maximum.at(out, line[big], gen[big])
     return np.where(np.isfinite(out), out, NO_FIRM_GEN)
@@ -170,23 +183,30 @@ def tool_ceilings(model, best: np.ndarray) -> np.ndarray:
     return tools
 
 
-def node_ceilings(model, best: np.ndarray, tools: np.ndarray | None = None) -> np.ndarray:
+def node_ceilings(
+    model, best: np.ndarray, tools: np.ndarray | None = None, lag: np.ndarray | None = None
+) -> np.ndarray:
     """Per-firm ceiling generation: the follower lag, and what the firm's tools reach.
 
     A fab reaches the better of the tools it can get now (:func:`tool_ceilings`) and the
     node it already runs on tools it holds (``tool_gen``) stretched by its multipatterning
     know-how (``patterning_gen``), and never more than the follower lag behind the frontier
-    (know-how, not tools, binds there).
+    (know-how, not tools, binds there). ``lag`` is that per-firm limit when the caller has
+    it already (:func:`follower_limits`).
     """
-    p = model.p
     f = model.firms
     n = f.n
-    frontiers = line_frontiers(p, model.year_float)
-    lag = frontiers[f.line[:n]] - p["technology.follower_lag_generations"]
+    if lag is None:
+        lag = follower_limits(model, line_frontiers(model.p, model.year_float)[f.line[:n]])
     if tools is None:
         tools = tool_ceilings(model, best)
     reach = np.maximum(tools, f.tool_gen[:n] + f.patterning_gen[:n])
     return np.minimum(lag, reach)
+
+
+def follower_limits(model, firm_frontiers: np.ndarray) -> np.ndarray:
+    """Per-firm generation the follower lag allows, from each firm's line frontier."""
+    return firm_frontiers - model.p["technology.follower_lag_generations"]
 
 
 def patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough) -> np.ndarray:
@@ -237,7 +257,8 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref[line]
     rd_ratio = np.clip(rd_ratio, p["technology.rd_ratio_floor"], p["technology.rd_ratio_ceiling"])
     rd_factor = rd_ratio ** p["technology.rd_elasticity"]
-    behind = np.maximum(0.0, frontiers[line] - gen)
+    firm_frontiers = frontiers[line]
+    behind = np.maximum(0.0, firm_frontiers - gen)
     step = (
         rates[line]
         / QUARTERS_PER_YEAR
@@ -248,7 +269,8 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     tools = tool_ceilings(model, best)
     # Tools once bought keep working: the most advanced node run on tools the firm could get.
     f.tool_gen[:n] = np.maximum(f.tool_gen[:n], np.minimum(gen, tools))
-    ceiling = node_ceilings(model, best, tools)
+    lag = follower_limits(model, firm_frontiers)
+    ceiling = node_ceilings(model, best, tools, lag)
     breakthrough = np.zeros(n)
     champs = np.nonzero(alive & f.champion[:n])[0]
     if champs.size:
@@ -267,7 +289,6 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     new = np.minimum(gen + np.maximum(step, 0.0), np.maximum(gen, ceiling))
     # A setback delays progress but never undoes a node already in production.
     f.gen[:n] = np.where(alive & ~f.fraud[:n], new, gen)
-    lag = frontiers[line] - p["technology.follower_lag_generations"]
     gained = patterning_step(model, tools, lag, rd_factor, talent_factor, breakthrough)
     f.patterning_gen[:n] = np.minimum(
         f.patterning_gen[:n] + gained, p["technology.patterning_max_generations"]
@@ -278,6 +299,7 @@ __all__ = [
     "broaden_tool_coverage",
     "by_tier",
     "fill_empty_lines",
+    "follower_limits",
     "frontier_gen",
     "learn",
     "line_best_gen",
