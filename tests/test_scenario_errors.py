@@ -274,7 +274,7 @@ EXPECTED: dict[str, list[str]] = {
         "other_equipment, materials, found 'litho_equipmnt' (did you mean 'litho_equipment'?)",
     ],
     "unknown_output.yaml": [
-        "{B}unknown_output.yaml:5:6: expects[0].output: expected one of the 52 names listed in "
+        "{B}unknown_output.yaml:5:6: expects[0].output: expected one of the 53 names listed in "
         "docs/outputs.md, found 'selfsufficiency_pct' (did you mean 'self_sufficiency_pct'?)",
     ],
     "unknown_parameter.yaml": [
