@@ -122,8 +122,8 @@ def test_tool_coverage_grows_with_the_pull_and_stops_at_the_whole_set():
 
 def test_no_segment_turns_near_totally_domestic_within_five_years_of_tighter_controls(tighter):
     # The 2025Q1 rules block every foreign tool and EDA for 28 nm and below. Measured (5
-    # seeds): other tools 62% domestic in 2028 and ~87% in 2030, when the missing tool
-    # categories are filled; before the coverage limit, 87% in 2028 and 100% in 2030.
+    # seeds, medians): other tools 60% domestic in 2028 and 87% in 2030, when the missing
+    # tool categories are filled; before coverage and the consistent tool set, 87% and 100%.
     for year in range(2025, 2030):
         worst = {c: float(_yearly(tighter, c, year).max()) for c in SEGMENTS}
         assert max(worst.values()) < 90.0, (year, worst)
