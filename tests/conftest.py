@@ -25,6 +25,19 @@ def run_frame(scenario, seeds, sample=None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def cut_at(scenario, end: str):
+    """``scenario`` ending at quarter ``end``, without the events after it (faster tests)."""
+    return scenario.model_copy(
+        update={"end": end, "events": [e for e in scenario.events if e.at <= end]}
+    )
+
+
+def per_seed(frame: pd.DataFrame, column: str, year: int, how: str = "mean"):
+    """Per seed (in seed order): ``column`` over calendar ``year``, mean (stocks) or sum (flows)."""
+    rows = frame[frame["year"] == year]
+    return rows.groupby("seed")[column].agg(how).to_numpy()
+
+
 def yearly_median(df: pd.DataFrame, column: str, year: int) -> float:
     """Median across seeds of the calendar-year mean of ``column``."""
     per_seed = df[df["year"] == year].groupby("seed")[column].mean()

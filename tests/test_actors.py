@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_frame
+from conftest import cut_at, per_seed, run_frame
 
 from model.scenario import load_scenario
 
@@ -25,18 +25,11 @@ NO_DRAG = {
 
 
 def _short(scenario, end=END):
-    return scenario.model_copy(
-        update={"end": end, "events": [e for e in scenario.events if e.at <= end]}
-    )
+    return cut_at(scenario, end)
 
 
 def _load(name):
     return _short(load_scenario(SCENARIOS / f"{name}.yaml"))
-
-
-def _per_seed(frame, column, year, how="mean"):
-    rows = frame[frame["year"] == year]
-    return rows.groupby("seed")[column].agg(how).to_numpy()
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +45,10 @@ def base_no_drag():
 def test_foreign_fab_groups_hold_back_under_pressure(base, base_no_drag):
     # Decisions off = the former exogenous path (11%/yr whatever happens): foreign-owned
     # output in China in 2030 would be far larger than what the groups choose.
-    chosen = _per_seed(base, "china_located_foreign_output_usd_bn", 2030, "sum")
-    path = _per_seed(base_no_drag, "china_located_foreign_output_usd_bn", 2030, "sum")
+    chosen = per_seed(base, "china_located_foreign_output_usd_bn", 2030, "sum")
+    path = per_seed(base_no_drag, "china_located_foreign_output_usd_bn", 2030, "sum")
     assert (path - chosen > 10.0).all(), (path, chosen)
-    growth = _per_seed(base, "foreign_fab_growth_pct", 2027)
+    growth = per_seed(base, "foreign_fab_growth_pct", 2027)
     assert (np.abs(growth) < 3.0).all(), growth  # they hold from 2024 (Samsung, SK Hynix)
 
 
@@ -65,8 +58,8 @@ def test_foreign_fab_groups_expand_without_controls(base, base_no_drag):
     free = run_frame(_load("no_controls"), SEEDS)
     free_path = run_frame(_load("no_controls"), SEEDS, sample=NO_DRAG)
     col = "china_located_foreign_output_usd_bn"
-    decided = _per_seed(free, col, 2030, "sum") - _per_seed(base, col, 2030, "sum")
-    exogenous = _per_seed(free_path, col, 2030, "sum") - _per_seed(base_no_drag, col, 2030, "sum")
+    decided = per_seed(free, col, 2030, "sum") - per_seed(base, col, 2030, "sum")
+    exogenous = per_seed(free_path, col, 2030, "sum") - per_seed(base_no_drag, col, 2030, "sum")
     assert (decided > 10.0).all(), decided
     # What is left on the exogenous path is tool access alone (expansion needs tools).
     assert (decided > 5.0 * np.abs(exogenous)).all(), (decided, exogenous)
@@ -74,7 +67,7 @@ def test_foreign_fab_groups_expand_without_controls(base, base_no_drag):
 
 def test_located_output_2021_near_ic_insights(base):
     # IC Insights: foreign-HQ firms' China-located production ~US$19 bn in 2021 (within 30%).
-    value = float(np.median(_per_seed(base, "china_located_foreign_output_usd_bn", 2021, "sum")))
+    value = float(np.median(per_seed(base, "china_located_foreign_output_usd_bn", 2021, "sum")))
     assert 19.0 * 0.7 <= value <= 19.0 * 1.3, value
 
 
@@ -84,8 +77,8 @@ def test_chinas_government_answers_tighter_controls_with_money(base):
     off = run_frame(tighter, SEEDS, sample={"china.response_strength": 0.0})
     base_off = run_frame(_load("baseline"), SEEDS, sample={"china.response_strength": 0.0})
     col = "state_funding_usd_bn"
-    answered = _per_seed(on, col, 2030, "sum") - _per_seed(base, col, 2030, "sum")
-    unanswered = _per_seed(off, col, 2030, "sum") - _per_seed(base_off, col, 2030, "sum")
+    answered = per_seed(on, col, 2030, "sum") - per_seed(base, col, 2030, "sum")
+    unanswered = per_seed(off, col, 2030, "sum") - per_seed(base_off, col, 2030, "sum")
     assert (answered > 1.0).all(), answered
     assert (np.abs(unanswered) < 0.2).all(), unanswered
 
@@ -93,15 +86,15 @@ def test_chinas_government_answers_tighter_controls_with_money(base):
 def test_no_funding_cliff_while_policies_are_held():
     # The baseline holds 2024 policy to the horizon: 2035 state money is not below 2033's.
     full = run_frame(load_scenario(SCENARIOS / "baseline.yaml"), 2)
-    late = _per_seed(full, "state_funding_usd_bn", 2035, "sum")
-    earlier = _per_seed(full, "state_funding_usd_bn", 2033, "sum")
+    late = per_seed(full, "state_funding_usd_bn", 2035, "sum")
+    earlier = per_seed(full, "state_funding_usd_bn", 2033, "sum")
     assert (late >= 0.95 * earlier).all(), (late, earlier)
 
 
 def test_market_access_pressure_moves_buyers_to_chinese_chips(base):
     off = run_frame(_load("baseline"), SEEDS, sample={"countermeasures.market_access_pressure": 0})
     col = "self_sufficiency_china_hq_pct"
-    effect = _per_seed(base, col, 2030) - _per_seed(off, col, 2030)
+    effect = per_seed(base, col, 2030) - per_seed(off, col, 2030)
     assert (effect > 0.3).all(), effect
 
 
@@ -110,7 +103,7 @@ def test_us_presses_the_remaining_allies_when_others_defect():
     on = run_frame(defection, SEEDS)
     off = run_frame(defection, SEEDS, sample={"us.pressure_per_alignment_gap": 0.0})
     col = "ally_alignment_south_korea"
-    effect = _per_seed(on, col, 2030) - _per_seed(off, col, 2030)
+    effect = per_seed(on, col, 2030) - per_seed(off, col, 2030)
     assert (effect > 0.02).all(), effect
 
 
@@ -139,12 +132,12 @@ def test_lobbying_relaxes_controls_in_detente():
     detente = _load("detente")
     listened = run_frame(detente, SEEDS)
     deaf = run_frame(_without(detente, {"lobbying_on"}), SEEDS)
-    ss = _per_seed(listened, "self_sufficiency_pct", 2030) - _per_seed(
+    ss = per_seed(listened, "self_sufficiency_pct", 2030) - per_seed(
         deaf, "self_sufficiency_pct", 2030
     )
     assert (ss < -1.0).all(), ss
     col = "foreign_revenue_from_china_usd_bn_taiwan"
-    taiwan = _per_seed(listened, col, 2030, "sum") - _per_seed(deaf, col, 2030, "sum")
+    taiwan = per_seed(listened, col, 2030, "sum") - per_seed(deaf, col, 2030, "sum")
     assert (taiwan > 1.0).all(), taiwan
 
 
@@ -163,7 +156,7 @@ def test_design_out_weakens_extraterritorial_rules_in_the_spiral():
         SEEDS,
     )
     col = "foreign_revenue_from_china_usd_bn_taiwan"
-    taiwan = _per_seed(on, col, 2030, "sum") - _per_seed(off, col, 2030, "sum")
+    taiwan = per_seed(on, col, 2030, "sum") - per_seed(off, col, 2030, "sum")
     assert (taiwan > 1.0).all(), taiwan
-    ss = _per_seed(on, "self_sufficiency_pct", 2030) - _per_seed(off, "self_sufficiency_pct", 2030)
+    ss = per_seed(on, "self_sufficiency_pct", 2030) - per_seed(off, "self_sufficiency_pct", 2030)
     assert (ss < -0.1).all(), ss

@@ -11,16 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_frame
+from conftest import cut_at, run_frame
 
 SEEDS = 6
 END = "2030Q4"
 
 
 def _short(scenario, end=END):
-    return scenario.model_copy(
-        update={"end": end, "events": [e for e in scenario.events if e.at <= end]}
-    )
+    return cut_at(scenario, end)
 
 
 def _with(scenario, **params):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import run_frame
+from conftest import cut_at, per_seed, run_frame
 
 from model.firms import FOUNDRY, FirmPopulation
 from model.parameters import resolve
@@ -33,18 +33,15 @@ SEGMENTS = [
 
 
 def _load(name):
-    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
-    return scenario.model_copy(
-        update={"end": END, "events": [e for e in scenario.events if e.at <= END]}
-    )
+    return cut_at(load_scenario(SCENARIOS / f"{name}.yaml"), END)
 
 
 def _node(frame, year):
-    return frame[frame["year"] == year].groupby("seed")["china_best_node_nm"].mean().to_numpy()
+    return per_seed(frame, "china_best_node_nm", year)
 
 
 def _ss(frame, year):
-    return frame[frame["year"] == year].groupby("seed")["self_sufficiency_pct"].mean().to_numpy()
+    return per_seed(frame, "self_sufficiency_pct", year)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +102,6 @@ def test_tighter_controls_slow_the_node_path(base, tighter):
     assert np.median(gap) > 1.0, gap  # measured: 0.0 to 2.2 nm, median 1.3
 
 
-def _yearly(frame, column, year, how="mean"):
-    return frame[frame["year"] == year].groupby("seed")[column].agg(how).to_numpy()
-
-
 @pytest.fixture(scope="module")
 def tighter():
     return run_frame(_load("tighter_us_controls"), SEEDS)
@@ -125,7 +118,7 @@ def test_no_segment_turns_near_totally_domestic_within_five_years_of_tighter_con
     # seeds, medians): other tools 60% domestic in 2028 and 87% in 2030, when the missing
     # tool categories are filled; before coverage and the consistent tool set, 87% and 100%.
     for year in range(2025, 2030):
-        worst = {c: float(_yearly(tighter, c, year).max()) for c in SEGMENTS}
+        worst = {c: float(per_seed(tighter, c, year).max()) for c in SEGMENTS}
         assert max(worst.values()) < 90.0, (year, worst)
 
 
@@ -135,8 +128,8 @@ def test_missing_tool_categories_hold_back_the_domestic_share_and_the_build_out(
     # tools bought while the categories are missing.
     full = run_frame(_load("tighter_us_controls"), SEEDS, sample=FULL_COVERAGE)
     column = "self_sufficiency_segment_other_equipment_pct"
-    share_gap = _yearly(full, column, 2028) - _yearly(tighter, column, 2028)
+    share_gap = per_seed(full, column, 2028) - per_seed(tighter, column, 2028)
     assert (share_gap > 10.0).all(), share_gap
     bought = "fab_equipment_purchases_usd_bn"
-    market_gap = _yearly(full, bought, 2027, "sum") - _yearly(tighter, bought, 2027, "sum")
+    market_gap = per_seed(full, bought, 2027, "sum") - per_seed(tighter, bought, 2027, "sum")
     assert (market_gap > 3.0).all(), market_gap  # measured 4.7-6.2 US$ bn of 7-8 in 2027
