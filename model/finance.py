@@ -193,7 +193,6 @@ class ToolPart:
 
 
 def _obtained_share(obtained: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """Share of each request's need obtained; 1 where nothing is needed."""
     return np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
 
 
