@@ -132,52 +132,56 @@ def buy_tools(
     p = model.p
     tool_share = p["firm_finance.tool_share_of_fab_capex_pct"] / 100.0
     litho_share = p["firm_finance.litho_share_of_tools_pct"] / 100.0
+    n_origins = len(model.origins)
     result = {
-        "fraction": np.ones(rows.size),
         "domestic": {},
         "foreign": {},
-        "foreign_by_origin": np.zeros(len(model.origins)),
+        "foreign_by_origin": np.zeros(n_origins),
         "foreign_by_origin_item": {},
         "need": {},
     }
-    listed = model.firms.listed[rows]
-    items = (("litho_equipment", litho_share), ("other_equipment", 1.0 - litho_share))
     if rows.size == 0:
-        for item, _ in items:
+        result["fraction"] = np.ones(0)
+        for item in TOOL_ITEMS:
             result["domestic"][item] = result["foreign"][item] = result["need"][item] = 0.0
-            result["foreign_by_origin_item"][item] = np.zeros(len(model.origins))
+            result["foreign_by_origin_item"][item] = np.zeros(n_origins)
         return result
-    parts = {}
-    for item, share in items:
-        need = spend * tool_share * share
-        used = (domestic_used or {}).get(item, 0.0)
-        result["need"][item] = float(need.sum())
-        parts[item] = _buy_tool_item(model, item, need, gen, listed, best, security, used)
-        for part in parts[item][0]:
-            result["fraction"] = np.minimum(result["fraction"], part.got)
-    for item, _ in items:
-        domestic, foreign, from_stock = 0.0, 0.0, 0.0
-        # A fab buys a consistent tool set: of each part only what the capacity it can fully
-        # equip needs (the scarcest part sets it), so no tools are bought for a fab not built.
-        for part in parts[item][0]:
-            keep = np.divide(
-                result["fraction"], part.got, out=np.zeros_like(part.got), where=part.got > 0
-            )
-            domestic = domestic + part.domestic * keep
-            foreign = foreign + part.foreign * keep
-            from_stock = from_stock + part.from_stock * keep
-        model.stockpile.draw(item, float(np.sum(from_stock)))
-        result["domestic"][item] = float(np.sum(domestic))
-        result["foreign"][item] = float(np.sum(foreign))
-        by_origin = (foreign[:, None] * parts[item][1]).sum(axis=0)
+    # (items, requests): both items' markets in one set of array operations.
+    need = (spend * tool_share)[None, :] * np.array([[litho_share], [1.0 - litho_share]])
+    used = domestic_used or {}
+    listed = model.firms.listed[rows]
+    covered, uncovered, per_origin = _buy_tool_items(
+        model, need, gen, listed, best, security, [used.get(item, 0.0) for item in TOOL_ITEMS]
+    )
+    # A fab buys a consistent tool set: of each part only what the capacity it can fully
+    # equip needs (the scarcest part sets it), so no tools are bought for a fab not built.
+    fraction = np.minimum(np.minimum(covered.got, uncovered.got).min(axis=0), 1.0)
+    result["fraction"] = fraction
+    keep_covered = _kept(fraction, covered.got)
+    keep_uncovered = _kept(fraction, uncovered.got)
+    domestic = covered.domestic * keep_covered
+    foreign = covered.foreign * keep_covered + uncovered.foreign * keep_uncovered
+    from_stock = covered.from_stock * keep_covered + uncovered.from_stock * keep_uncovered
+    for i, item in enumerate(TOOL_ITEMS):
+        result["need"][item] = float(need[i].sum())
+        model.stockpile.draw(item, float(np.sum(from_stock[i])))
+        result["domestic"][item] = float(np.sum(domestic[i]))
+        result["foreign"][item] = float(np.sum(foreign[i]))
+        by_origin = (foreign[i][:, None] * per_origin[i]).sum(axis=0)
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin
     return result
 
 
+#: The two tool items a fab's set is made of, in the order of :func:`buy_tools`' arrays.
+TOOL_ITEMS = ("litho_equipment", "other_equipment")
+
+
 @dataclass
 class ToolPart:
-    """What requests could obtain of one part of a tool item's set (US$ bn per request).
+    """What requests could obtain of one part of each tool item's set (US$ bn).
+
+    Arrays are (items, requests), items in :data:`TOOL_ITEMS` order.
 
     Attributes:
         domestic: bought from Chinese tool makers.
@@ -196,50 +200,70 @@ def _obtained_share(obtained: np.ndarray, need: np.ndarray) -> np.ndarray:
     return np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
 
 
-def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used=0.0):
-    """One tool item's market, per request, in two parts that complement each other.
+def _kept(fraction: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Share of what a part obtained that the fab takes: ``fraction / got`` (0 if nothing)."""
+    return np.divide(fraction, got, out=np.zeros_like(got), where=got > 0)
+
+
+def _buy_tool_items(model, need, gen, listed, best, security, domestic_used):
+    """Both tool items' markets, per request, each in two parts that complement each other.
 
     The categories Chinese makers offer (``model.tool_coverage``) are a market of domestic
     and foreign tools; the others (metrology, implant, ...) can only come from abroad or
     from the stock. What the fab actually takes (and draws from the stock) is decided in
     :func:`buy_tools`, once the scarcest part is known.
 
-    Returns ``([covered, uncovered] as ToolPart, per_origin)``: ``per_origin`` is each
-    request's origin split of its foreign purchases. Requests are the rows of a
-    single-column market: one domestic tool pool serves them all.
+    Args:
+        model: the model (its regime, foreign supply, stock and domestic tool supply).
+        need: (items, requests) tools needed, US$ bn, items in :data:`TOOL_ITEMS` order.
+        gen: (requests,) node generation each request builds at.
+        listed: (requests,) whether the requesting firm is on the entity list.
+        best: best domestic generation per firm line.
+        security: buyers' supply-security concern (logit units).
+        domestic_used: per item, domestic tools already sold this quarter.
+
+    Returns ``(covered, uncovered, per_origin)``: two :class:`ToolPart` and, per item,
+    each request's origin split of its foreign purchases. Requests of an item are the rows
+    of a single-column market: one domestic tool pool per item serves them all.
     """
     p = model.p
-    coverage = model.tool_coverage[item]
-    dom_gen = domestic_input_gens(p, best)[item]
+    dom = domestic_input_gens(p, best)
+    dom_gen = np.array([[dom[item]] for item in TOOL_ITEMS])
     adequate = (dom_gen >= gen - GEN_TOLERANCE).astype(float)
     gap = np.maximum(0.0, gen - dom_gen)
+    bias = np.array([[p["sourcing.domestic_bias"][item]] for item in TOOL_ITEMS])
     want = domestic_preference(
-        p["sourcing.domestic_bias"][item],
+        bias,
         p["technology.ramp_quality_gap_cost"],
         gap,
         model.china.procurement_preference,
         security,
     )
-    foreign_open, per_origin = _tools_open(model, item, gen, listed)
-    # Tools stockpiled before the rules serve part of what the rules now block.
-    stock = model.stockpile.stock[item]
-    # No stock covers nothing (as stock_cover says) without computing the blocked needs.
-    cover = 0.0 if stock <= 0 else stock_cover(stock, need * (1.0 - foreign_open))
-    reachable = foreign_open + (1.0 - foreign_open) * cover
-    supply = max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - domestic_used)
-    need_covered = need * coverage
-    cleared = clear(
-        need_covered[:, None],
-        want[:, None],
-        reachable[:, None],
-        np.array([supply]),
-        adequate[:, None],
+    foreign_open, splits = _tools_open(model, gen, listed)
+    # Tools stockpiled before the rules serve part of what the rules now block. No stock
+    # covers nothing (as stock_cover says) without computing the blocked needs.
+    cover = np.array(
+        [
+            [0.0 if stock <= 0 else stock_cover(stock, need[i] * (1.0 - foreign_open[i]))]
+            for i, stock in enumerate(model.stockpile.stock[item] for item in TOOL_ITEMS)
+        ]
     )
+    reachable = foreign_open + (1.0 - foreign_open) * cover
+    supply = np.array(
+        [
+            max(0.0, model.line_supply[FIRM_LINE_INDEX[item]] - used)
+            for item, used in zip(TOOL_ITEMS, domestic_used, strict=True)
+        ]
+    )
+    coverage = np.array([[model.tool_coverage[item]] for item in TOOL_ITEMS])
+    need_covered = need * coverage
+    # The market takes (requests, items): transposed views, each item's column contiguous.
+    cleared = clear(need_covered.T, want.T, reachable.T, supply, adequate.T)
     stock_part = np.divide(
         reachable - foreign_open, reachable, out=np.zeros_like(reachable), where=reachable > 0
     )
-    foreign = cleared.foreign[:, 0]
-    domestic = cleared.domestic[:, 0]
+    foreign = cleared.foreign.T
+    domestic = cleared.domestic.T
     covered = ToolPart(
         domestic,
         foreign * (1.0 - stock_part),
@@ -254,47 +278,70 @@ def _buy_tool_item(model, item, need, gen, listed, best, security, domestic_used
         abroad * stock_part,
         _obtained_share(abroad, need_other),
     )
-    return [covered, uncovered], per_origin
+    return covered, uncovered, splits
 
 
-def _tools_open(model, item, gen, listed):
-    """Per request: share of foreign supply of ``item`` open for expansion, and its origin split.
+def _tools_open(model, gen, listed):
+    """Per item and request: share of foreign tool supply open for expansion, origin split.
 
-    Open shares are computed once per interval of the rules (a handful), then looked up per
-    request by index.
+    Returns ``(open_share, splits)``: ``open_share`` (items, requests) and ``splits``, per
+    item in :data:`TOOL_ITEMS` order, each request's (requests, origins) split. Open shares
+    are computed once per interval of the rules (a handful), then looked up per request by
+    index; the interval of a request does not depend on the item (the rules' thresholds are
+    shared), so it is found once for both.
     """
+    memo = model.regime.memo(model.quarter, model.compliance, model.us_technology)
     if not listed.any():  # all requests unlisted (most quarters): no masks to scatter through
-        open_total, split, index = _tools_open_rows(model, item, False, gen)
-        return open_total[index], split[index]
+        index = _interval(model, memo, gen)
+        tables = [_tools_open_table(model, memo, item, False) for item in TOOL_ITEMS]
+        return (
+            np.stack([open_total[index] for open_total, _ in tables]),
+            [split[index] for _, split in tables],
+        )
     # Both buyer kinds' intervals in one table; each request points to its kind's row, so
     # the (requests, origins) split is gathered once rather than scattered through a mask.
     row = np.empty(gen.size, dtype=np.intp)
-    totals, splits = [], []
+    totals = {item: [] for item in TOOL_ITEMS}
+    splits = {item: [] for item in TOOL_ITEMS}
     offset = 0
     for flag in (False, True):
         m = listed == flag
         if not m.any():
             continue
-        open_total, split, index = _tools_open_rows(model, item, flag, gen[m])
-        row[m] = index + offset
+        row[m] = _interval(model, memo, gen[m]) + offset
+        for item in TOOL_ITEMS:
+            open_total, split = _tools_open_table(model, memo, item, flag)
+            totals[item].append(open_total)
+            splits[item].append(split)
         offset += open_total.size
-        totals.append(open_total)
-        splits.append(split)
-    return np.concatenate(totals)[row], np.concatenate(splits)[row]
+    return (
+        np.stack([np.concatenate(totals[item])[row] for item in TOOL_ITEMS]),
+        [np.concatenate(splits[item])[row] for item in TOOL_ITEMS],
+    )
 
 
-def _tools_open_rows(model, item, listed, gen):
-    """Per interval of the rules: open share and origin split; and each request's interval.
+def _interval(model, memo: dict, gen: np.ndarray) -> np.ndarray:
+    """Each generation's interval between the rules' thresholds (as ``blocked_rows``)."""
+    thresholds = memo.get("thresholds")
+    if thresholds is None:
+        thresholds = memo["thresholds"] = model.regime.thresholds_blocked(
+            TOOL_ITEMS[0], False, model.quarter, model.compliance, model.us_technology
+        )[0]
+    return np.searchsorted(thresholds, gen, side="right")
 
-    The per-interval part does not depend on the requests: it is kept in the regime's memo
-    for the quarter's later rounds of requests.
+
+def _tools_open_table(model, memo: dict, item: str, listed: bool):
+    """Per interval of the rules: open share of ``item`` and its origin split.
+
+    It does not depend on the requests: it is kept in the regime's memo for the quarter's
+    later rounds of requests.
     """
-    args = (model.quarter, model.compliance, model.us_technology)
-    index, blocked = model.regime.blocked_rows(item, listed, gen, *args)
-    memo = model.regime.memo(*args)
     key = ("tools_open", item, bool(listed))
     kept = memo.get(key)
     if kept is None:
+        _, blocked = model.regime.blocked_rows(
+            item, listed, np.empty(0), model.quarter, model.compliance, model.us_technology
+        )
         open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
         open_total = open_by_origin.sum(axis=1)
         split = np.divide(
@@ -304,7 +351,7 @@ def _tools_open_rows(model, item, listed, gen):
             where=open_total[:, None] > 0,
         )
         kept = memo[key] = (open_total, split)
-    return kept[0], kept[1], index
+    return kept
 
 
 def expansion_appetite(utilisation, threshold: float, width: float):
