@@ -790,8 +790,9 @@ class DecouplingModel(mesa.Model):
         q.foreign_by_origin += tools["foreign_by_origin"]
         for item in TOOL_ITEMS:
             q.revenue_by_item[item] += tools["foreign_by_origin_item"][item]
+        revenue = {item: q.revenue_by_item[item].tolist() for item in q.revenue_by_item}
         for firm_group, item, origin_index in self._group_origins:
-            firm_group.china_revenue_usd_bn = float(q.revenue_by_item[item][origin_index])
+            firm_group.china_revenue_usd_bn = revenue[item][origin_index]
         stocked = self._stock_up(q, tools)
         located_capex = self._grow_foreign_fabs(q)
         q.money.foreign_tools_usd_bn = (
@@ -886,12 +887,13 @@ class DecouplingModel(mesa.Model):
         weights = self._located_drag_weights()
         tolerance = p["foreign.located_home_pressure_tolerance"]
         bought = 0.0
+        take, busy, tools_blocked = take_k.tolist(), busy_k.tolist(), blocked_k.tolist()
         for firm_group, o, k in self.located_groups:
             alignment = self.allies[ORIGINS[o]].alignment if ORIGINS[o] in self.allies else 1.0
             signals = LocatedSignals(
-                foreign_take=float(take_k[k]),
-                utilisation=float(busy_k[k]),
-                tools_blocked=float(blocked_k[k]),
+                foreign_take=take[k],
+                utilisation=busy[k],
+                tools_blocked=tools_blocked[k],
                 countermeasure_level=self.china.countermeasure_level,
                 home_pressure=max(0.0, self.us.pressure * alignment - tolerance),
             )
