@@ -672,4 +672,6 @@ def _build(
     # A quarter completes at most what is queued, however fast talent lets firms build.
     done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q)[line][:, None]
     f.pending[:n] -= done
-    f.cap[:n] = f.cap[:n] * (1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0) + done
+    cap = f.cap[:n]  # in place: the same products and sums, without temporaries
+    cap *= 1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0
+    cap += done
