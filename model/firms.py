@@ -72,7 +72,7 @@ class FirmPopulation:
         self.ids = np.zeros(n, dtype=np.int64)
         self.row_of = np.zeros(n, dtype=np.int64)
         self.next_id = 0
-        self.line = np.zeros(n, dtype=np.intp)
+        self.line = np.zeros(n, dtype=np.int8)
         self.entered_q = np.zeros(n, dtype=np.int32)
         self.cohort = np.full(n, -1, dtype=np.int32)
         self.cap = np.zeros((n, N_VINTAGES))
@@ -113,7 +113,7 @@ class FirmPopulation:
 
         ``cohort`` is the swarm cohort the firms belong to (-1 for champions).
         """
-        line = np.atleast_1d(np.asarray(line, dtype=np.intp))
+        line = np.atleast_1d(np.asarray(line, dtype=np.int8))
         k = line.size
         self._grow(k)
         rows = np.arange(self.n, self.n + k)
