@@ -164,9 +164,9 @@ def buy_tools(
     from_stock = covered.from_stock * keep_covered + uncovered.from_stock * keep_uncovered
     for i, item in enumerate(TOOL_ITEMS):
         result["need"][item] = float(need[i].sum())
-        model.stockpile.draw(item, float(np.sum(from_stock[i])))
-        result["domestic"][item] = float(np.sum(domestic[i]))
-        result["foreign"][item] = float(np.sum(foreign[i]))
+        model.stockpile.draw(item, float(from_stock[i].sum()))
+        result["domestic"][item] = float(domestic[i].sum())
+        result["foreign"][item] = float(foreign[i].sum())
         by_origin = (foreign[i][:, None] * per_origin[i]).sum(axis=0)
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin
