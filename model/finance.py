@@ -286,38 +286,27 @@ def _tools_open(model, gen, listed):
 
     Returns ``(open_share, splits)``: ``open_share`` (items, requests) and ``splits``, per
     item in :data:`TOOL_ITEMS` order, each request's (requests, origins) split. Open shares
-    are computed once per interval of the rules (a handful), then looked up per request by
-    index; the interval of a request does not depend on the item (the rules' thresholds are
-    shared), so it is found once for both.
+    are computed once per interval of the rules (a handful) and buyer kind, then looked up
+    per request by index. The interval of a request does not depend on the item or on the
+    buyer kind (the rules' thresholds are shared), so it is found once: a request's row is
+    its interval, offset by the number of intervals for a listed buyer.
     """
     memo = model.regime.memo(model.quarter, model.compliance, model.us_technology)
-    if not listed.any():  # all requests unlisted (most quarters): no masks to scatter through
-        index = _interval(model, memo, gen)
-        tables = [_tools_open_table(model, memo, item, False) for item in TOOL_ITEMS]
-        return (
-            np.stack([open_total[index] for open_total, _ in tables]),
-            [split[index] for _, split in tables],
+    kept = memo.get("tools_open")
+    if kept is None:
+        tables = [
+            [_tools_open_table(model, item, flag) for flag in (False, True)] for item in TOOL_ITEMS
+        ]
+        kept = memo["tools_open"] = (
+            np.stack([np.concatenate([t[0] for t in per_item]) for per_item in tables]),
+            [np.concatenate([t[1] for t in per_item]) for per_item in tables],
+            tables[0][0][0].size,
         )
-    # Both buyer kinds' intervals in one table; each request points to its kind's row, so
-    # the (requests, origins) split is gathered once rather than scattered through a mask.
-    row = np.empty(gen.size, dtype=np.intp)
-    totals = {item: [] for item in TOOL_ITEMS}
-    splits = {item: [] for item in TOOL_ITEMS}
-    offset = 0
-    for flag in (False, True):
-        m = listed == flag
-        if not m.any():
-            continue
-        row[m] = _interval(model, memo, gen[m]) + offset
-        for item in TOOL_ITEMS:
-            open_total, split = _tools_open_table(model, memo, item, flag)
-            totals[item].append(open_total)
-            splits[item].append(split)
-        offset += open_total.size
-    return (
-        np.stack([np.concatenate(totals[item])[row] for item in TOOL_ITEMS]),
-        [np.concatenate(splits[item])[row] for item in TOOL_ITEMS],
-    )
+    open_share, splits, intervals = kept
+    row = _interval(model, memo, gen)
+    if listed.any():
+        row = row + listed * intervals
+    return open_share.take(row, axis=1), [split[row] for split in splits]
 
 
 def _interval(model, memo: dict, gen: np.ndarray) -> np.ndarray:
@@ -330,28 +319,24 @@ def _interval(model, memo: dict, gen: np.ndarray) -> np.ndarray:
     return np.searchsorted(thresholds, gen, side="right")
 
 
-def _tools_open_table(model, memo: dict, item: str, listed: bool):
-    """Per interval of the rules: open share of ``item`` and its origin split.
+def _tools_open_table(model, item: str, listed: bool):
+    """Per interval of the rules: open share of ``item`` to a (listed) buyer, origin split.
 
-    It does not depend on the requests: it is kept in the regime's memo for the quarter's
-    later rounds of requests.
+    It does not depend on the requests: :func:`_tools_open` keeps it in the regime's memo
+    for the quarter's later rounds of requests.
     """
-    key = ("tools_open", item, bool(listed))
-    kept = memo.get(key)
-    if kept is None:
-        _, blocked = model.regime.blocked_rows(
-            item, listed, np.empty(0), model.quarter, model.compliance, model.us_technology
-        )
-        open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
-        open_total = open_by_origin.sum(axis=1)
-        split = np.divide(
-            open_by_origin,
-            open_total[:, None],
-            out=np.zeros_like(open_by_origin),
-            where=open_total[:, None] > 0,
-        )
-        kept = memo[key] = (open_total, split)
-    return kept
+    _, blocked = model.regime.blocked_rows(
+        item, listed, np.empty(0), model.quarter, model.compliance, model.us_technology
+    )
+    open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
+    open_total = open_by_origin.sum(axis=1)
+    split = np.divide(
+        open_by_origin,
+        open_total[:, None],
+        out=np.zeros_like(open_by_origin),
+        where=open_total[:, None] > 0,
+    )
+    return open_total, split
 
 
 def expansion_appetite(utilisation, threshold: float, width: float):
