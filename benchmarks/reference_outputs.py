@@ -7,6 +7,10 @@ tolerance) and prints the first differences it finds.
     python benchmarks/reference_outputs.py --write runs/reference-before.npz
     python benchmarks/reference_outputs.py --check runs/reference-before.npz
 
+A change that passes the check leaves a calibrated ensemble valid: ``--restamp ENSEMBLE``
+then records today's model fingerprint in it, with the evidence (:mod:`experiment.restamp`;
+the reference must have been written on the code the ensemble was calibrated on).
+
 The runs are every scenario in ``scenarios/`` with seeds 0..N-1 under a fixed root entropy,
 plus variants that switch on code paths no library scenario uses by default (rule-based
 US tightening). This is a tool, not a test: a full check takes about a minute.
@@ -23,9 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiment.provenance import model_fingerprint  # noqa: E402
+from experiment.provenance import now as timestamp  # noqa: E402
+from experiment.restamp import RestampError, restamp_ensemble  # noqa: E402
 from model.run import replicate_seed, simulate  # noqa: E402
 from model.scenario import load_scenario  # noqa: E402
 
+#: Key of the model fingerprint the reference was written with, in the reference file.
+FINGERPRINT_KEY = "__model_fingerprint__"
 #: The root entropy of every reference run (any fixed value will do).
 ROOT_ENTROPY = 424242
 #: Extra runs: (label, scenario file, --set overrides) for paths the library leaves off.
@@ -82,24 +91,53 @@ def main() -> int:
     mode.add_argument("--write", metavar="FILE")
     mode.add_argument("--check", metavar="FILE")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--restamp",
+        metavar="ENSEMBLE",
+        help="with --check: if identical, record today's model fingerprint in this ensemble",
+    )
     args = ap.parse_args()
+    if args.restamp and not args.check:
+        ap.error("--restamp needs --check")
     now = collect(args.seeds)
     if args.write:
-        np.savez_compressed(
-            args.write, **{k: v.astype(str) if v.dtype == object else v for k, v in now.items()}
-        )
-        print(f"wrote {len(now)} columns to {args.write}")
+        columns = {k: v.astype(str) if v.dtype == object else v for k, v in now.items()}
+        columns[FINGERPRINT_KEY] = np.array(model_fingerprint())
+        np.savez_compressed(args.write, **columns)
+        print(f"wrote {len(now)} columns to {args.write} (model {model_fingerprint()[:12]})")
         return 0
     with np.load(args.check) as data:
         reference = {k: data[k] for k in data.files}
+    written_with = str(reference.pop(FINGERPRINT_KEY, ""))
     now = {k: v.astype(str) if v.dtype == object else v for k, v in now.items()}
     problems = compare(reference, now)
     if problems:
         print(f"{len(problems)} columns differ; first 20:")
         print("\n".join(problems[:20]))
         return 1
-    print(f"identical: {len(now)} columns of {len({k.rsplit('/', 1)[0] for k in now})} runs")
+    runs = len({k.rsplit("/", 1)[0] for k in now})
+    print(f"identical: {len(now)} columns of {runs} runs")
+    if args.restamp:
+        if not written_with:
+            print(f"error: {args.check} records no model fingerprint (rewrite it with --write)")
+            return 2
+        evidence = (
+            f"benchmarks/reference_outputs.py --seeds {args.seeds}: {len(now)} columns of "
+            f"{runs} runs identical to a reference written on model {written_with[:12]}"
+        )
+        try:
+            changed = restamp_ensemble(
+                args.restamp, written_with, model_fingerprint(), evidence, timestamp()
+            )
+        except RestampError as exc:
+            print(f"error: {exc}")
+            return 2
+        print(
+            f"{args.restamp}: model fingerprint {'now' if changed else 'already'} "
+            f"{model_fingerprint()[:12]}"
+        )
     return 0
+
 
 
 if __name__ == "__main__":
