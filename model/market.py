@@ -116,24 +116,23 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
     want_total = want.sum(axis=0)
     has_forced = forced_total > 0
     has_want = want_total > 0
-    # Empty markets divide by 1 and are then overridden; a tiny positive denominator can
-    # overflow the quotient, which the minimum with 1 then caps.
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fill_forced = np.where(
-            has_forced,
-            np.minimum(1.0, domestic_supply / np.where(has_forced, forced_total, 1.0)),
-            1.0,
-        )
-        left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
-        fill_want = np.where(
-            has_want, np.minimum(1.0, left / np.where(has_want, want_total, 1.0)), 1.0
-        )
+    # A market fills fully unless its demand exceeds supply; only there is the quotient
+    # (below 1) computed, so no division can overflow or divide by zero.
+    fill_forced = _fill(domestic_supply, forced_total, has_forced)
+    left = np.maximum(0.0, domestic_supply - forced_total * fill_forced)
+    fill_want = _fill(left, want_total, has_want)
     forced_met = forced * fill_forced
     want_met = want * fill_want
     domestic = forced_met + want_met
     foreign = open_demand - want_met
     unmet = blocked - forced_met
     return Cleared(domestic, foreign, unmet, blocked, fill_want)
+
+
+def _fill(supply, total, has_demand):
+    """``min(1, supply / total)`` where there is demand, else 1 (arrays broadcast)."""
+    short = has_demand & (total > supply)
+    return np.divide(supply, total, out=np.ones(np.broadcast(supply, total).shape), where=short)
 
 
 @dataclass
