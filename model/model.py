@@ -19,6 +19,7 @@ from . import demography, finance, stockpile, technology
 from .buyers import Buyer
 from .calendar import QUARTERS_PER_YEAR, ordinal_to_label, quarter_ordinal, quarter_year_float
 from .events import apply_event
+from .finance import TOOL_ITEMS
 from .firms import (
     COMPOUND,
     FIRM_LINE_INDEX,
@@ -70,7 +71,6 @@ SUPPLY_ITEMS = CHIP_ITEMS + (
     "materials",
     "packaging",
 )
-TOOL_ITEMS = ("litho_equipment", "other_equipment")
 #: The buyer whose assembly can move out of China (``demand.relocatable_assembly_pct``).
 RELOCATING_BUYER = "multinational_assembly"
 #: Initial rows of the firm arrays (they grow as needed).
