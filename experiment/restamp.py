@@ -46,7 +46,8 @@ def restamp_ensemble(
             its file does not have exactly one ``model_fingerprint`` line.
     """
     path = Path(path)
-    made = load_ensemble(path).provenance.get("model_fingerprint")
+    before = load_ensemble(path)
+    made = before.provenance.get("model_fingerprint")
     if made == now_fingerprint:
         return False
     if made != reference_fingerprint:
@@ -69,24 +70,25 @@ def restamp_ensemble(
         f"{indent}- from: {made}\n{indent}  to: {now_fingerprint}\n"
         f"{indent}  when: '{when}'\n{indent}  evidence: '{quoted}'\n"
     )
-    text = line.sub(f"{indent}model_fingerprint: {now_fingerprint}\n", text, count=1)
+    stamp = f"{indent}model_fingerprint: {now_fingerprint}\n"
     history = re.compile(rf"^{indent}restamped:\n", re.M)
-    if history.search(text):
-        text = history.sub(lambda m: m.group(0) + entry, text, count=1)
+    if history.search(text):  # newest first: the entry goes right under the key
+        text = history.sub(lambda m: m.group(0) + entry, line.sub(stamp, text), count=1)
     else:
-        at = text.index(f"{indent}model_fingerprint: {now_fingerprint}\n")
-        at += len(f"{indent}model_fingerprint: {now_fingerprint}\n")
-        text = text[:at] + f"{indent}restamped:\n" + entry + text[at:]
+        text = line.sub(lambda _: stamp + f"{indent}restamped:\n" + entry, text)
     tmp = path.with_name(path.name + ".restamp.tmp")
     tmp.write_text(text, encoding="utf-8")
-    before = load_ensemble(path)
-    after = load_ensemble(tmp)
-    if (
-        after.members != before.members
-        or after.weights != before.weights
-        or after.provenance.get("model_fingerprint") != now_fingerprint
-    ):
+    try:
+        after = load_ensemble(tmp)
+        same = (
+            after.members == before.members
+            and after.weights == before.weights
+            and after.provenance.get("model_fingerprint") == now_fingerprint
+        )
+        if not same:
+            raise RestampError(f"{path}: the re-stamped file does not read back the same")
+    except BaseException:
         tmp.unlink()
-        raise RestampError(f"{path}: the re-stamped file does not read back as the same ensemble")
+        raise
     os.replace(tmp, path)
     return True

@@ -294,40 +294,28 @@ def _tools_open(model, gen, listed):
     memo = model.regime.memo(model.quarter, model.compliance, model.us_technology)
     kept = memo.get("tools_open")
     if kept is None:
-        tables = [
-            [_tools_open_table(model, item, flag) for flag in (False, True)] for item in TOOL_ITEMS
-        ]
-        kept = memo["tools_open"] = (
-            np.stack([np.concatenate([t[0] for t in per_item]) for per_item in tables]),
-            [np.concatenate([t[1] for t in per_item]) for per_item in tables],
-            tables[0][0][0].size,
-        )
-    open_share, splits, intervals = kept
-    row = _interval(model, memo, gen)
+        args = (model.quarter, model.compliance, model.us_technology)
+        totals, splits = [], []
+        for item in TOOL_ITEMS:
+            per_kind = []
+            for flag in (False, True):
+                thresholds, blocked = model.regime.blocked_table(item, flag, *args)
+                per_kind.append(_open_split(model, item, blocked))
+            totals.append(np.concatenate([total for total, _ in per_kind]))
+            splits.append(np.concatenate([split for _, split in per_kind]))
+        kept = memo["tools_open"] = (np.stack(totals), splits, thresholds)
+    open_share, splits, thresholds = kept
+    row = np.searchsorted(thresholds, gen, side="right")
     if listed.any():
-        row = row + listed * intervals
+        row = row + listed * (thresholds.size + 1)  # the listed kind's rows follow
     return open_share.take(row, axis=1), [split[row] for split in splits]
 
 
-def _interval(model, memo: dict, gen: np.ndarray) -> np.ndarray:
-    """Each generation's interval between the rules' thresholds (as ``blocked_rows``)."""
-    thresholds = memo.get("thresholds")
-    if thresholds is None:
-        thresholds = memo["thresholds"] = model.regime.thresholds_blocked(
-            TOOL_ITEMS[0], False, model.quarter, model.compliance, model.us_technology
-        )[0]
-    return np.searchsorted(thresholds, gen, side="right")
+def _open_split(model, item: str, blocked: np.ndarray):
+    """Per interval of the rules: open share of ``item`` and the origin split of it.
 
-
-def _tools_open_table(model, item: str, listed: bool):
-    """Per interval of the rules: open share of ``item`` to a (listed) buyer, origin split.
-
-    It does not depend on the requests: :func:`_tools_open` keeps it in the regime's memo
-    for the quarter's later rounds of requests.
+    ``blocked`` is (intervals, origins), as :meth:`ExportControlRegime.blocked_table` gives.
     """
-    _, blocked = model.regime.blocked_rows(
-        item, listed, np.empty(0), model.quarter, model.compliance, model.us_technology
-    )
     open_by_origin = (1.0 - blocked) * model.foreign_share[item][None, :]
     open_total = open_by_origin.sum(axis=1)
     split = np.divide(

@@ -150,12 +150,27 @@ class ExportControlRegime(mesa.Agent):
         instead of once per buyer.
         """
         g = np.atleast_1d(np.asarray(gen, dtype=float))
-        thresholds, tables = self._open_tables(quarter, compliance, us_technology)
+        thresholds, rows = self.blocked_table(item, listed, quarter, compliance, us_technology)
         # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
         # threshold is at or below ``g``, so its interval is found by bisection.
-        return np.searchsorted(thresholds, g, side="right"), 1.0 - tables[
-            BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))
-        ]
+        return np.searchsorted(thresholds, g, side="right"), rows
+
+    def blocked_table(
+        self,
+        item: str,
+        listed: bool,
+        quarter: int,
+        compliance: np.ndarray,
+        us_technology: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rule thresholds and, per interval between them, the blocked shares of ``item``.
+
+        Returns ``(thresholds, rows)``: the thresholds of all binding rules, ascending (the
+        same for every item and buyer kind), and ``rows`` (intervals, origins). A generation
+        ``g`` lies in interval ``searchsorted(thresholds, g, side="right")``.
+        """
+        thresholds, tables = self._open_tables(quarter, compliance, us_technology)
+        return thresholds, 1.0 - tables[BUYER_KINDS * ITEM_INDEX[item] + int(bool(listed))]
 
     def blocked_items(
         self,
