@@ -113,7 +113,7 @@ class DecouplingModel(mesa.Model):
         self.demand_shock = 0.0
         self.relocated_share = 0.0
         self.china_best_gen = self._china_best_gen()
-        self.ledger: dict[tuple[str, bool, str], float] = {}
+        self._delivered: dict[tuple[str, bool], np.ndarray] = {}  # see ledger
         self.stockpile = ToolStockpile(TOOL_ITEMS)
         coverage = self.p["technology.domestic_tool_coverage_pct"]
         self.tool_coverage = {item: coverage[item] / 100.0 for item in TOOL_ITEMS}
@@ -155,9 +155,7 @@ class DecouplingModel(mesa.Model):
                         f"(foreign.supply_share_pct.chips_{tier}), so it cannot run fabs there"
                     )
                 firm_group.china_capacity_usd_bn = float(value)
-                self.located_groups.append(
-                    (firm_group, ORIGINS.index(country), TIERS.index(tier))
-                )
+                self.located_groups.append((firm_group, ORIGINS.index(country), TIERS.index(tier)))
         self.fabs_in_china = np.zeros((len(ORIGINS), len(TIERS)))
         self._sync_fabs_in_china()
 
@@ -447,11 +445,14 @@ class DecouplingModel(mesa.Model):
         open_bk = np.zeros_like(demand_bk)
         # {(chip item, listed): ((origins,) open supply, its total)}, for the ledger too.
         open_origin = {}
-        for (item, listed), blocked in blocked_origin.items():
-            k = CHIP_ITEMS.index(item)
-            open_o = (1.0 - blocked) * self.foreign_share[item]
-            open_origin[(item, listed)] = (open_o, open_o.sum())
-            open_bk[listed_b == listed, k] = open_origin[(item, listed)][1]
+        for listed, blocked_k in blocked_origin.items():
+            totals = []
+            for item, blocked in zip(CHIP_ITEMS, blocked_k, strict=True):
+                open_o = (1.0 - blocked) * self.foreign_share[item]
+                total = open_o.sum()
+                open_origin[(item, listed)] = (open_o, total)
+                totals.append(total)
+            open_bk[listed_b == listed] = totals
         cleared = clear(demand_bk, want, open_bk, s.supply_by_tier)
         foreign_k = cleared.foreign.sum(axis=0)
         located_k = np.minimum(self.fabs_in_china.sum(axis=0), foreign_k)
@@ -498,12 +499,12 @@ class DecouplingModel(mesa.Model):
             q.revenue_by_item[item][other] += grey[k]
 
     def _chips_blocked(self, q: Quarter, listed_b: np.ndarray) -> dict:
-        """``{(chip item, listed): (origins,) blocked share}`` for the buyer kinds present."""
+        """``{listed: (chip items, origins) blocked shares}`` for the buyer kinds present."""
         out = {}
         for listed in (False, True):
             if not (listed_b == listed).any():
                 continue
-            blocked = self.regime.blocked_items(
+            out[listed] = self.regime.blocked_items(
                 CHIP_ITEMS,
                 listed,
                 q.frontier_gen,
@@ -511,8 +512,6 @@ class DecouplingModel(mesa.Model):
                 self.compliance,
                 self.us_technology,
             )
-            for k, item in enumerate(CHIP_ITEMS):
-                out[(item, listed)] = blocked[k]
         return out
 
     def _chip_revenue(
@@ -520,25 +519,41 @@ class DecouplingModel(mesa.Model):
     ) -> float:
         """Foreign chip revenue by origin (the ledger) and what US firms lose to controls.
 
-        ``open_origin`` holds, per key of ``blocked_origin``, the open supply by origin and
-        its total (as :meth:`_source_chips` computed them for the market).
+        ``blocked_origin`` is :meth:`_chips_blocked`'s; ``open_origin`` holds, per (chip
+        item, listed), the open supply by origin and its total (as :meth:`_source_chips`
+        computed them for the market).
         """
         us = ORIGINS.index("united_states")
         lost_us = 0.0
-        self.ledger = {}
-        for (item, listed), blocked in blocked_origin.items():
+        self._delivered = {}
+        for listed, blocked_k in blocked_origin.items():
             rows = listed_b == listed
-            k = CHIP_ITEMS.index(item)
-            open_o, tot = open_origin[(item, listed)]
-            bought = cleared.foreign[rows, k].sum()
-            delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
-            q.foreign_by_origin += delivered
-            q.revenue_by_item[item] += delivered
-            for o, value in zip(ORIGINS, delivered.tolist()):
-                self.ledger[(item, listed, o)] = value
-            wanted_foreign = (demand_bk[rows, k] * (1 - want[rows, k])).sum()
-            lost_us += wanted_foreign * self.foreign_share[item][us] * blocked[us]
+            # Per buyer kind, the rows' purchases and foreign wants; each item's column of
+            # them is summed as before (the same elements, in the same order).
+            foreign_rows = cleared.foreign[rows]
+            wanted_rows = demand_bk[rows] * (1 - want[rows])
+            for k, item in enumerate(CHIP_ITEMS):
+                open_o, tot = open_origin[(item, listed)]
+                bought = foreign_rows[:, k].sum()
+                delivered = bought * open_o / tot if tot > 0 else np.zeros(len(ORIGINS))
+                q.foreign_by_origin += delivered
+                q.revenue_by_item[item] += delivered
+                self._delivered[(item, listed)] = delivered
+                wanted_foreign = wanted_rows[:, k].sum()
+                lost_us += wanted_foreign * self.foreign_share[item][us] * blocked_k[k][us]
         return lost_us
+
+    @property
+    def ledger(self) -> dict[tuple[str, bool, str], float]:
+        """This quarter's foreign chips delivered, US$ bn: ``{(chip item, listed, origin): value}``.
+
+        Only the buyer kinds present this quarter have entries.
+        """
+        return {
+            (item, listed, o): value
+            for (item, listed), delivered in self._delivered.items()
+            for o, value in zip(ORIGINS, delivered.tolist(), strict=True)
+        }
 
     def _source_upstream(self, q: Quarter) -> None:
         """Upstream purchases (mechanism 2 with China's industry as the buyer).
@@ -767,9 +782,7 @@ class DecouplingModel(mesa.Model):
         to_fraud = float(state_money[f.fraud[:n]].sum())
         live = f.alive[:n] & ~f.fraud[:n]
         appetite = finance.firm_appetite(self)  # utilisation is fixed for the rest of _finance
-        private_total = finance.private_money(self) * finance.investable_share(
-            self, live, appetite
-        )
+        private_total = finance.private_money(self) * finance.investable_share(self, live, appetite)
         private = finance.allocate(private_total, finance.private_weights(self, live, appetite))
         shortfall, talent_factor = self._talent()
         q.money = Money(state_total, state_lost, to_fraud, private_total, shortfall, talent_factor)
@@ -1001,7 +1014,12 @@ class DecouplingModel(mesa.Model):
         index, blocked = self.regime.blocked_rows(
             item, listed, gen, self.quarter, self.compliance, self.us_technology
         )
-        return ((1.0 - blocked) @ self.foreign_share[item])[index]
+        # Per interval of the rules, kept until the tables change (foreign shares are fixed).
+        memo = self.regime.memo(self.quarter, self.compliance, self.us_technology)
+        per_interval = memo.get(("open", item, listed))
+        if per_interval is None:
+            per_interval = memo[("open", item, listed)] = (1.0 - blocked) @ self.foreign_share[item]
+        return per_interval[index]
 
     def _world_revenue_by_origin(self, world_q: float, shares: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ORIGINS))

@@ -149,11 +149,12 @@ class ExportControlRegime(mesa.Agent):
         generation in ``gen``. Callers that reduce over origins can do so once per interval
         instead of once per buyer.
         """
-        g = np.atleast_1d(np.asarray(gen, dtype=float))
+        if not (isinstance(gen, np.ndarray) and gen.ndim == 1 and gen.dtype == np.float64):
+            gen = np.atleast_1d(np.asarray(gen, dtype=float))
         thresholds, rows = self.blocked_table(item, listed, quarter, compliance, us_technology)
-        # Rules are step functions of the generation: a buyer at ``g`` faces the rules whose
-        # threshold is at or below ``g``, so its interval is found by bisection.
-        return np.searchsorted(thresholds, g, side="right"), rows
+        # Rules are step functions of the generation: a buyer at ``gen`` faces the rules whose
+        # threshold is at or below ``gen``, so its interval is found by bisection.
+        return thresholds.searchsorted(gen, side="right"), rows
 
     def blocked_table(
         self,
