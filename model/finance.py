@@ -305,7 +305,7 @@ def _tools_open(model, gen, listed):
             splits.append(np.concatenate([split for _, split in per_kind]))
         kept = memo["tools_open"] = (np.stack(totals), splits, thresholds)
     open_share, splits, thresholds = kept
-    row = np.searchsorted(thresholds, gen, side="right")
+    row = thresholds.searchsorted(gen, side="right")
     if listed.any():
         row = row + listed * (thresholds.size + 1)  # the listed kind's rows follow
     return open_share.take(row, axis=1), [split[row] for split in splits]
@@ -389,9 +389,14 @@ def _fallback_rounds(model, tools, rows, unplaced, gen, best, security) -> list:
     ``tools``. Returns ``[(rows, vintage columns, capex placed, generations)]`` per round.
     """
     out = []
+    if not (unplaced > 0).any():
+        return out
     listed = model.firms.listed[rows]
-    ceilings = {flag: equip_ceiling_gen(model, best, flag) for flag in (False, True)}
-    ceiling = np.where(listed, ceilings[True], ceilings[False])
+    unlisted_ceiling = equip_ceiling_gen(model, best, False)
+    if listed.any():
+        ceiling = np.where(listed, equip_ceiling_gen(model, best, True), unlisted_ceiling)
+    else:
+        ceiling = np.full(rows.size, unlisted_ceiling)
     for level in (ceiling, np.full(rows.size, MATURE_BEST_GEN)):
         target = np.minimum(gen, level)
         again = (unplaced > 0) & (target < gen - GEN_TOLERANCE)

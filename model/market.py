@@ -130,9 +130,13 @@ def clear(demand, want_domestic_share, foreign_open, domestic_supply, adequate=1
 
 
 def _fill(supply, total, has_demand):
-    """``min(1, supply / total)`` where there is demand, else 1 (arrays broadcast)."""
+    """``min(1, supply / total)`` where there is demand, else 1 (``total``'s shape).
+
+    ``supply`` is (K,) or broadcasts to ``total``'s shape.
+    """
     short = has_demand & (total > supply)
-    return np.divide(supply, total, out=np.ones(np.broadcast(supply, total).shape), where=short)
+    # Where not short the quotient is supply / 1 and is replaced: no division by zero.
+    return np.where(short, supply / np.where(short, total, 1.0), 1.0)
 
 
 @dataclass
