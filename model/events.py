@@ -103,7 +103,7 @@ class ListEntity(EventAction):
         n = f.n
         rows = f.alive[:n] & ~f.champion[:n]
         if ev.lines:
-            rows &= in_lines(f.line[:n], [FIRM_LINE_INDEX[x] for x in ev.lines])
+            rows &= in_lines(f.line_index(), [FIRM_LINE_INDEX[x] for x in ev.lines])
         draw = model.stream("events").random(n) < ev.share_pct / 100.0
         f.listed[:n] = (f.listed[:n] & ~(rows & draw)) | (rows & draw & listed)
 

@@ -87,7 +87,7 @@ def distribute_state_money(
     rd = money * p["firm_finance.state_rd_share_pct"] / 100.0
     for amount, lines in targeted:
         idx = [FIRM_LINE_INDEX[name] for name in lines]
-        in_lines_mask = in_lines(f.line[:n], idx)
+        in_lines_mask = in_lines(f.line_index(), idx)
         champion_weight = p["china.targeted_champion_weight"]
         part = allocate(amount, backing * in_lines_mask * np.where(champ, champion_weight, 1.0))
         money += part
@@ -184,20 +184,21 @@ class ToolPart:
     Arrays are (items, requests), items in :data:`TOOL_ITEMS` order.
 
     Attributes:
-        domestic: bought from Chinese tool makers.
+        domestic: bought from Chinese tool makers (``None`` for the categories they lack).
         foreign: bought abroad (open under controls).
         from_stock: drawn from tools stockpiled before the rules.
         got: share of the part's need obtained (1 where nothing is needed).
     """
 
-    domestic: np.ndarray
+    domestic: np.ndarray | None
     foreign: np.ndarray
     from_stock: np.ndarray
     got: np.ndarray
 
 
 def _obtained_share(obtained: np.ndarray, need: np.ndarray) -> np.ndarray:
-    return np.where(need > 0, obtained / np.where(need > 0, need, 1.0), 1.0)
+    needed = need > 0
+    return np.where(needed, obtained / np.where(needed, need, 1.0), 1.0)
 
 
 def _kept(fraction: np.ndarray, got: np.ndarray) -> np.ndarray:
@@ -262,19 +263,20 @@ def _buy_tool_items(model, need, gen, listed, best, security, domestic_used):
     stock_part = np.divide(
         reachable - foreign_open, reachable, out=np.zeros_like(reachable), where=reachable > 0
     )
+    not_stock = 1.0 - stock_part
     foreign = cleared.foreign.T
     domestic = cleared.domestic.T
     covered = ToolPart(
         domestic,
-        foreign * (1.0 - stock_part),
+        foreign * not_stock,
         foreign * stock_part,
         _obtained_share(domestic + foreign, need_covered),
     )
     need_other = need - need_covered
     abroad = need_other * reachable
     uncovered = ToolPart(
-        np.zeros_like(need),
-        abroad * (1.0 - stock_part),
+        None,  # nothing of these categories is made at home
+        abroad * not_stock,
         abroad * stock_part,
         _obtained_share(abroad, need_other),
     )
@@ -357,7 +359,7 @@ def invest_and_build(
     f = model.firms
     n = f.n
     honest = f.alive[:n] & ~(f.fraud[:n] & f.alive[:n])
-    fab = honest & in_lines(f.line[:n], FAB_LINES)
+    fab = honest & in_lines(f.line_index(), FAB_LINES)
     _cash_flow(model, state_money, state_rd, private)
     spend = _expansion_spend(model, honest, appetite)
     req_rows, req_spend, req_gen, req_col = _capex_requests(model, fab, spend)
@@ -453,7 +455,7 @@ def _cash_flow(model, state_money, state_rd, private) -> None:
     fraud = f.fraud[:n] & alive
     honest = alive & ~fraud
     margin = p["firm_finance.operating_margin_pct"] / 100.0
-    fab_line = in_lines(f.line[:n], FAB_LINES)
+    fab_line = in_lines(f.line_index(), FAB_LINES)
     margin_vec = np.where(
         fab_line, margin + p["firm_finance.tax_exemption_margin_pp"] / 100.0, margin
     )
@@ -633,7 +635,7 @@ def _build(
     p = model.p
     f = model.firms
     n = f.n
-    line = f.line[:n]
+    line = f.line_index()
     kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
     build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
     # Per-line factors are computed per line, then looked up per firm (the same values).
@@ -641,14 +643,14 @@ def _build(
     used = np.where(plain_mask, spend, 0.0)
     own_share = 1.0 / (1.0 + co_investment_ratio(model))
     req_line = line[req_rows]
-    np.add.at(used, req_rows, used_req * own_share[req_line])
+    np.add.at(used, req_rows, used_req * own_share.take(req_line))
     f.cash_usd_bn[:n] -= used
-    per_output = kappa_q[req_line] * cost_factor
+    per_output = kappa_q.take(req_line) * cost_factor
     np.add.at(f.pending[:n], (req_rows, req_col), used_req / per_output)
-    plain = np.nonzero(plain_mask)[0]
-    f.pending[plain, VINTAGE_BASE] += used[plain] / kappa_q[line[plain]]
+    # Plain firms queue what they spend at the base vintage; other rows add nothing (0.0).
+    f.pending[:n, VINTAGE_BASE] += np.where(plain_mask, used / kappa_q.take(line), 0.0)
     # A quarter completes at most what is queued, however fast talent lets firms build.
-    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q)[line][:, None]
+    done = f.pending[:n] * np.minimum(1.0, talent_factor / build_q).take(line)[:, None]
     f.pending[:n] -= done
     cap = f.cap[:n]  # in place: the same products and sums, without temporaries
     cap *= 1 - p["firm_finance.depreciation_pct_per_quarter"] / 100.0

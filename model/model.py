@@ -708,17 +708,21 @@ class DecouplingModel(mesa.Model):
         n = f.n
         live = f.alive[:n] & ~f.fraud[:n]
         cap = f.cap[:n]
-        line = f.line[:n].astype(np.intp)
+        line = f.line_index()
         # (vintages, lines) tables, looked up per firm one vintage at a time: the same
         # values as looking up (firms, vintages) rows, without strided columns.
         sold = self._sold_shares(q).T.copy()
         price = self._price_factors(q).T.copy()
         # Capacity sold by vintage, computed once for both sums below.
-        sold_0 = cap[:, 0] * sold[0][line]
-        sold_1 = cap[:, 1] * sold[1][line]
-        sold_2 = cap[:, 2] * sold[2][line]
+        sold_0 = cap[:, 0] * sold[0].take(line)
+        sold_1 = cap[:, 1] * sold[1].take(line)
+        sold_2 = cap[:, 2] * sold[2].take(line)
         sold_cap = sold_0 + sold_1 + sold_2
-        revenue = sold_0 * price[0][line] + sold_1 * price[1][line] + sold_2 * price[2][line]
+        revenue = (
+            sold_0 * price[0].take(line)
+            + sold_1 * price[1].take(line)
+            + sold_2 * price[2].take(line)
+        )
         f.revenue_usd_bn[:n] = np.where(live, revenue, 0.0)
         total = f.total_capacity()
         has_cap = total > 0

@@ -1019,9 +1019,7 @@ def _check_ensemble(sf: ScenarioFile, doc: YamlDocument) -> list[Problem]:
     try:
         load_ensemble(ensemble_file(sf, doc))
     except EnsembleError as exc:
-        return [
-            Problem.at(doc, ("uncertain_ensemble",), p) for p in exc.problems
-        ]
+        return [Problem.at(doc, ("uncertain_ensemble",), p) for p in exc.problems]
     return []
 
 

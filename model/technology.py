@@ -166,7 +166,7 @@ def tool_ceilings(model, best: np.ndarray) -> np.ndarray:
     f = model.firms
     n = f.n
     tools = np.full(n, np.inf)
-    fab = in_lines(f.line[:n], (FOUNDRY, MEMORY))
+    fab = in_lines(f.line_index(), (FOUNDRY, MEMORY))
     if not fab.any():
         return tools
     domestic = domestic_input_gens(p, best)
@@ -197,7 +197,7 @@ def node_ceilings(
     f = model.firms
     n = f.n
     if lag is None:
-        lag = follower_limits(model, line_frontiers(model.p, model.year_float)[f.line[:n]])
+        lag = follower_limits(model, line_frontiers(model.p, model.year_float).take(f.line_index()))
     if tools is None:
         tools = tool_ceilings(model, best)
     reach = np.maximum(tools, f.tool_gen[:n] + f.patterning_gen[:n])
@@ -249,18 +249,18 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     f = model.firms
     n = f.n
     alive = f.alive[:n]
-    line = f.line[:n]
+    line = f.line_index()
     gen = f.gen[:n]
     frontiers = line_frontiers(p, model.year_float)
     rates = np.array([p["technology.learning_gen_per_year"][name] for name in FIRM_LINES])
     ref = np.array([p["technology.rd_reference_usd_bn_per_year"][name] for name in FIRM_LINES])
-    rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref[line]
+    rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref.take(line)
     rd_ratio = np.clip(rd_ratio, p["technology.rd_ratio_floor"], p["technology.rd_ratio_ceiling"])
     rd_factor = rd_ratio ** p["technology.rd_elasticity"]
-    firm_frontiers = frontiers[line]
+    firm_frontiers = frontiers.take(line)
     behind = np.maximum(0.0, firm_frontiers - gen)
     step = (
-        rates[line]
+        rates.take(line)
         / QUARTERS_PER_YEAR
         * talent_factor
         * rd_factor
