@@ -293,9 +293,7 @@ def _ensemble_of(scenarios, uncertain_paths: set, fixed: set) -> tuple[dict | No
         return None, [], []
     params = found["ensemble"].parameters
     notes = [
-        f"note: --set {p} fixes it: it is not drawn from the ensemble"
-        for p in params
-        if p in fixed
+        f"note: --set {p} fixes it: it is not drawn from the ensemble" for p in params if p in fixed
     ]
     notes += [
         f"note: {p} is in the ensemble and in an 'uncertain' block: drawn from the range"

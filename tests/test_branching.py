@@ -170,8 +170,13 @@ SET = {"at": "2015Q3", "action": "set_parameter", "path": "us.lobbying_weight", 
             _scenario(),
             _scenario(
                 events=[
-                    {"at": "2016Q2", "action": "control", "item": "other_equipment",
-                     "threshold_nm": 28, "announced": "2015Q1"}
+                    {
+                        "at": "2016Q2",
+                        "action": "control",
+                        "item": "other_equipment",
+                        "threshold_nm": 28,
+                        "announced": "2015Q1",
+                    }
                 ]
             ),
             "2015Q1",

@@ -372,9 +372,7 @@ def test_cli_bad_input(scen, tmp_path, capsys):
     code, _, err = _cli([a, "--base-samples", "6", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "--base-samples must be a power of two" in err
     assert not (tmp_path / "x").exists()
-    unsampled = run_batch(
-            [a], seeds=1, sample="none", jobs=1, out=tmp_path / "u", progress=False
-        )
+    unsampled = run_batch([a], seeds=1, sample="none", jobs=1, out=tmp_path / "u", progress=False)
     code, _, err = _cli(["--from-store", str(unsampled)], capsys)
     assert code == 2 and "not a batch with sampled parameters" in err
 
