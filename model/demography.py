@@ -29,7 +29,11 @@ def line_mix(p: dict) -> np.ndarray:
 def swarm_lines(model, size: int) -> np.ndarray:
     """Draw firm lines for ``size`` swarm agents from the model's entrant line mix."""
     rng = model.stream("firms")
-    return rng.choice(len(FIRM_LINES), size=size, p=model.swarm_line_mix).astype(np.int8)
+    # What ``rng.choice(len(FIRM_LINES), size, p=mix)`` does (the same draws and lines),
+    # without its checks of ``mix`` (a validated parameter) on every call.
+    cdf = model.swarm_line_mix.cumsum()
+    cdf /= cdf[-1]
+    return cdf.searchsorted(rng.random(size), side="right").astype(np.int8)
 
 
 def fraud_probability(p: dict, money_per_firm_ratio: float) -> float:

@@ -132,9 +132,9 @@ class FirmPopulation:
         self.line[added] = line
         self.entered_q[added] = quarter
         self.cohort[added] = cohort
-        gen_arr = np.broadcast_to(np.asarray(gen, dtype=float), (k,))
+        gen_arr = _per_row(gen, k)
         self.gen[added] = gen_arr
-        cap = np.broadcast_to(np.asarray(capacity, dtype=float), (k,))
+        cap = _per_row(capacity, k)
         col = np.full(k, VINTAGE_BASE)
         is_foundry = line == FOUNDRY
         col[is_foundry] = vintage_column(gen_arr[is_foundry])
@@ -205,6 +205,13 @@ class FirmPopulation:
         self.n = keep.size
         self.row_of[self.ids[: self.n]] = np.arange(self.n)
         return True
+
+
+def _per_row(value, k: int) -> np.ndarray:
+    """``value`` as a float array of ``k`` rows (a scalar repeated; a ready array as is)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and value.shape == (k,):
+        return value
+    return np.broadcast_to(np.asarray(value, dtype=float), (k,))
 
 
 def in_lines(line: np.ndarray, lines) -> np.ndarray:

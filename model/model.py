@@ -256,7 +256,7 @@ class DecouplingModel(mesa.Model):
     def _china_best_gen(self) -> float:
         f = self.firms
         n = f.n
-        m = f.alive[:n] & (f.line[:n] == FOUNDRY) & (f.total_capacity() > 0) & ~f.fraud[:n]
+        m = f.alive[:n] & (f.line_index() == FOUNDRY) & (f.total_capacity() > 0) & ~f.fraud[:n]
         return float(f.gen[:n][m].max()) if m.any() else technology.NO_FIRM_GEN
 
     # -- used by events and governments ---------------------------------------------------
@@ -1006,7 +1006,7 @@ class DecouplingModel(mesa.Model):
         # Column by column through the rows' indices (found once; gathering by index is
         # cheaper than by mask): the same rows in the same order as the (rows, vintages) block.
         rows = np.flatnonzero(mask)
-        line = f.line[rows].astype(np.intp)
+        line = f.line_index().take(rows)
         cap = f.cap[:n]
         out = np.empty((len(FIRM_LINES), N_VINTAGES))
         for v in range(N_VINTAGES):

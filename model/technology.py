@@ -259,10 +259,9 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     rd_factor = rd_ratio ** p["technology.rd_elasticity"]
     firm_frontiers = frontiers.take(line)
     behind = np.maximum(0.0, firm_frontiers - gen)
+    # The per-line part of the product is formed per line (the same values), then looked up.
     step = (
-        rates.take(line)
-        / QUARTERS_PER_YEAR
-        * talent_factor
+        (rates / QUARTERS_PER_YEAR * talent_factor).take(line)
         * rd_factor
         * (1.0 + p["technology.catchup_per_generation_behind"] * behind)
     )
