@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model import technology
-from model.firms import FIRM_LINE_INDEX, FirmPopulation, SwarmCohort, in_lines
+from model import demography, technology
+from model.firms import FIRM_LINE_INDEX, FIRM_LINES, FirmPopulation, SwarmCohort, in_lines
 from model.model import DecouplingModel
 from model.run import replicate_seed
 from model.scenario import load_scenario
@@ -99,3 +99,28 @@ def test_empty_lines_sit_behind_their_frontier():
 def test_in_lines_matches_isin(lines):
     line = np.array([0, 1, 2, 3, 0, 8, 1], dtype=np.int8)
     assert np.array_equal(in_lines(line, lines), np.isin(line, lines))
+
+
+def test_line_index_follows_rows_added_and_dropped():
+    pop = FirmPopulation(4)
+    pop.add(np.array([0, 1, 2, 1]), 1.0, 0.0, 1.0, quarter=0)
+    assert pop.line_index().dtype == np.intp
+    assert pop.line_index().tolist() == [0, 1, 2, 1]
+    pop.add(np.array([3, 3]), 1.0, 0.0, 1.0, quarter=1)
+    assert pop.line_index().tolist() == [0, 1, 2, 1, 3, 3]
+    pop.alive[[1, 3, 4]] = False
+    assert pop.compact() is True
+    assert pop.line_index().tolist() == [0, 2, 3]
+
+
+def test_swarm_lines_are_numpys_choice_from_the_same_state():
+    """The CDF draw in swarm_lines gives exactly the lines ``Generator.choice`` would."""
+    model = DecouplingModel(load_scenario("scenarios/baseline.yaml"), rng=replicate_seed(7, 0))
+    state = model.stream("firms").bit_generator.state
+    lines = demography.swarm_lines(model, 5000)
+    rng = model.stream("firms")
+    rng.bit_generator.state = state
+    expected = rng.choice(len(FIRM_LINES), size=5000, p=model.swarm_line_mix)
+    assert lines.dtype == np.int8
+    assert np.array_equal(lines, expected)
+    assert set(np.unique(lines).tolist()) <= set(range(len(FIRM_LINES)))
