@@ -164,6 +164,7 @@ class FirmPopulation:
         """
         if self._line_index is None:
             self._line_index = self.line[: self.n].astype(np.intp)
+            self._line_index.flags.writeable = False  # shared by every phase: never edited
         return self._line_index
 
     def total_capacity(self) -> np.ndarray:

@@ -94,7 +94,7 @@ def line_best_gen(firms, min_share: float) -> np.ndarray:
     n = firms.n
     # Rows by index, found once (cheaper to gather by than a mask; same rows, same order).
     ok = np.flatnonzero(firms.alive[:n] & ~firms.fraud[:n])
-    line = firms.line[ok].astype(np.intp)
+    line = firms.line_index().take(ok)
     cap = firms.total_capacity()[ok]
     gen = firms.gen[ok]
     line_cap = np.bincount(line, weights=cap, minlength=n_lines)
