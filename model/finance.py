@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calendar import QUARTERS_PER_YEAR, quarter_ordinal
-from .firms import FAB_LINES, FIRM_LINE_INDEX, FIRM_LINES, VINTAGE_BASE, in_lines, vintage_column
+from .firms import FAB_LINES, FIRM_LINE_INDEX, VINTAGE_BASE, in_lines, vintage_column
 from .market import clear, domestic_preference
 from .stockpile import stock_cover
 from .taxonomy import MATURE_BEST_GEN
@@ -162,11 +162,14 @@ def buy_tools(
     domestic = covered.domestic * keep_covered
     foreign = covered.foreign * keep_covered + uncovered.foreign * keep_uncovered
     from_stock = covered.from_stock * keep_covered + uncovered.from_stock * keep_uncovered
+    # Each item's row summed as on its own (rows of C-ordered (items, requests) arrays).
+    need_i, stock_i = need.sum(axis=1).tolist(), from_stock.sum(axis=1).tolist()
+    domestic_i, foreign_i = domestic.sum(axis=1).tolist(), foreign.sum(axis=1).tolist()
     for i, item in enumerate(TOOL_ITEMS):
-        result["need"][item] = float(need[i].sum())
-        model.stockpile.draw(item, float(from_stock[i].sum()))
-        result["domestic"][item] = float(domestic[i].sum())
-        result["foreign"][item] = float(foreign[i].sum())
+        result["need"][item] = need_i[i]
+        model.stockpile.draw(item, stock_i[i])
+        result["domestic"][item] = domestic_i[i]
+        result["foreign"][item] = foreign_i[i]
         by_origin = (foreign[i][:, None] * per_origin[i]).sum(axis=0)
         result["foreign_by_origin_item"][item] = by_origin
         result["foreign_by_origin"] += by_origin
@@ -593,8 +596,7 @@ def _capex_requests(model, fab: np.ndarray, spend: np.ndarray):
 
 def co_investment_ratio(model) -> np.ndarray:
     """(lines,) co-investors' money per US$ of a firm's own cash in its fab projects."""
-    ratio = model.p["firm_finance.fab_co_investment_ratio"]
-    return np.array([float(ratio.get(name, 0.0)) for name in FIRM_LINES])
+    return model.line_table("firm_finance.fab_co_investment_ratio", missing=0.0)
 
 
 def single_exposure_gen(model, best: np.ndarray, listed: bool) -> float:
@@ -636,8 +638,8 @@ def _build(
     f = model.firms
     n = f.n
     line = f.line_index()
-    kappa = np.array([p["firm_finance.capex_per_annual_output"][name] for name in FIRM_LINES])
-    build_q = np.array([p["firm_finance.build_quarters"][name] for name in FIRM_LINES], dtype=float)
+    kappa = model.line_table("firm_finance.capex_per_annual_output")
+    build_q = model.line_table("firm_finance.build_quarters")
     # Per-line factors are computed per line, then looked up per firm (the same values).
     kappa_q = kappa * QUARTERS_PER_YEAR
     used = np.where(plain_mask, spend, 0.0)

@@ -55,6 +55,7 @@ from .regimes import (
     ControlRule,
     ExportControlRegime,
     compliance_vector,
+    interval_index,
     pressure_index,
 )
 from .scenario import Scenario
@@ -94,6 +95,7 @@ class DecouplingModel(mesa.Model):
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
         self._drag_weights: dict | None = None  # see _located_drag_weights
+        self._line_tables: dict[str, np.ndarray] = {}  # see line_table
         self.start_q = quarter_ordinal(scenario.start)
         self.end_q = quarter_ordinal(scenario.end)
         self.quarter = self.start_q
@@ -302,6 +304,7 @@ class DecouplingModel(mesa.Model):
             parent, _, key = path.rpartition(".")
             self.p[parent] = {**self.p[parent], key: value}
         self._drag_weights = None
+        self._line_tables = {}
         self.regime.invalidate()
 
     def stream(self, name: str) -> np.random.Generator:
@@ -594,57 +597,66 @@ class DecouplingModel(mesa.Model):
             "packaging": (demand_k * p[f"{value_pct}.packaging"] / 100.0,
                           s.reference_gen_by_tier - behind["packaging"], 0.0, False),
         }  # fmt: skip
-        for seg, (seg_demand, need_gen, listed_share, controllable) in specs.items():
-            bought = self._upstream(seg, seg_demand, need_gen, listed_share, controllable, q)
+        for seg, bought in self._upstream(specs, q).items():
             q.upstream[seg] = bought
             q.revenue_by_item[seg] += bought["by_origin"]
             if seg != "packaging":
                 q.foreign_by_origin += bought["by_origin"]
         q.upstream["design"] = self._design_market(q, design_rows)
 
-    def _upstream(self, seg, demand_k, need_gen_k, listed_share, controllable, q) -> dict:
-        """China's purchases of one upstream segment, tier by tier, from one domestic pool."""
+    def _upstream(self, specs: dict, q: Quarter) -> dict:
+        """China's purchases of each upstream segment, tier by tier, from its domestic pool.
+
+        ``specs`` maps a segment to ``(demand by tier, generation needed by tier, listed share
+        of its buyers, whether controls reach it)``. Returns ``{segment: {"domestic",
+        "foreign", "demand": US$ bn, "by_origin": (origins,) foreign purchases}}``.
+        """
         p = self.p
-        li = FIRM_LINE_INDEX[seg]
-        best = self.line_best[li]
-        gap = np.maximum(0.0, need_gen_k - best)
+        segs = list(specs)
+        lines = np.array([FIRM_LINE_INDEX[seg] for seg in segs])
+        # (segments, tiers) and (segments, tiers, origins) arrays, one row per segment.
+        demand = np.array([spec[0] for spec in specs.values()])
+        need_gen = np.array([spec[1] for spec in specs.values()])
+        best = self.line_best.take(lines)[:, None]
+        gap = np.maximum(0.0, need_gen - best)
         want = domestic_preference(
-            p["sourcing.domestic_bias"][seg],
+            np.array([[p["sourcing.domestic_bias"][seg]] for seg in segs]),
             p["technology.ramp_quality_gap_cost"],
             gap,
             self.china.procurement_preference,
             q.mean_security,
         )
-        adequate = (best + p["technology.upstream_adequacy_generations"] >= need_gen_k).astype(
-            float
-        )
-        if controllable:
-            args = (need_gen_k, self.quarter, self.compliance, self.us_technology)
-            blk0 = self.regime.blocked(seg, False, *args)
-            blk1 = self.regime.blocked(seg, True, *args)
-            blk = (1 - listed_share) * blk0 + listed_share * blk1
-        else:
-            blk = np.zeros((len(TIERS), len(ORIGINS)))
-        open_o = (1.0 - blk) * self.foreign_share[seg][None, :]
-        open_k = open_o.sum(axis=1)
-        # Tiers are the rows of a single-column market: one domestic pool serves them all.
-        res = clear(
-            demand_k[:, None],
-            want[:, None],
-            open_k[:, None],
-            np.array([self.line_supply[li]]),
-            adequate[:, None],
-        )
-        foreign_k = res.foreign[:, 0]
+        adequate = (best + p["technology.upstream_adequacy_generations"] >= need_gen).astype(float)
+        blk = np.zeros((len(segs), len(TIERS), len(ORIGINS)))
+        for i, (seg, (_, _, listed_share, controllable)) in enumerate(specs.items()):
+            if controllable:
+                args = (need_gen[i], self.quarter, self.compliance, self.us_technology)
+                blk0 = self.regime.blocked(seg, False, *args)
+                blk1 = self.regime.blocked(seg, True, *args)
+                blk[i] = (1 - listed_share) * blk0 + listed_share * blk1
+        share = np.array([self.foreign_share[seg] for seg in segs])
+        open_o = (1.0 - blk) * share[:, None, :]
+        open_k = open_o.sum(axis=2)
+        # Each segment is a column of one market, its tiers the rows: one domestic pool per
+        # segment serves them all. Transposed views keep each column contiguous (summed as
+        # on its own).
+        res = clear(demand.T, want.T, open_k.T, self.line_supply.take(lines), adequate.T)
+        foreign_k = res.foreign.T
         split = np.divide(
-            open_o, open_k[:, None], out=np.zeros_like(open_o), where=open_k[:, None] > 0
+            open_o, open_k[..., None], out=np.zeros_like(open_o), where=open_k[..., None] > 0
         )
-        by_origin = (foreign_k[:, None] * split).sum(axis=0)
+        by_origin = (foreign_k[..., None] * split).sum(axis=1)
+        domestic = res.domestic.sum(axis=0).tolist()
+        foreign = foreign_k.sum(axis=1).tolist()
+        total = demand.sum(axis=1).tolist()
         return {
-            "domestic": float(res.domestic.sum()),
-            "foreign": float(foreign_k.sum()),
-            "demand": float(demand_k.sum()),
-            "by_origin": by_origin,
+            seg: {
+                "domestic": domestic[i],
+                "foreign": foreign[i],
+                "demand": total[i],
+                "by_origin": by_origin[i],
+            }
+            for i, seg in enumerate(segs)
         }
 
     def _design_market(self, q: Quarter, design_rows: np.ndarray) -> dict:
@@ -920,6 +932,24 @@ class DecouplingModel(mesa.Model):
         tool_share_pct = p["firm_finance.tool_share_of_fab_capex_pct"]
         return bought * QUARTERS_PER_YEAR * capex_per_output * tool_share_pct / 100.0
 
+    def line_table(self, path: str, missing: float | None = None) -> np.ndarray:
+        """(lines,) values of the per-line parameter ``path``, in :data:`FIRM_LINES` order.
+
+        Lines the mapping leaves out get ``missing`` (a KeyError names the line when
+        ``missing`` is None). Several phases look these tables up every quarter; each is
+        built once and kept (read-only) until :meth:`set_parameter` forgets them all.
+        """
+        table = self._line_tables.get(path)
+        if table is None:
+            values = self.p[path]
+            table = np.array(
+                [float(values[name] if missing is None else values.get(name, missing))
+                 for name in FIRM_LINES]
+            )  # fmt: skip
+            table.flags.writeable = False
+            self._line_tables[path] = table
+        return table
+
     def _located_drag_weights(self) -> dict:
         """``foreign.located_drag_weights`` (a scan of every parameter), kept until one changes.
 
@@ -1015,15 +1045,17 @@ class DecouplingModel(mesa.Model):
 
     def _open(self, item: str, listed: bool, gen) -> np.ndarray:
         """Share of world foreign supply of ``item`` open to a (listed) Chinese buyer at ``gen``."""
-        index, blocked = self.regime.blocked_rows(
-            item, listed, gen, self.quarter, self.compliance, self.us_technology
-        )
         # Per interval of the rules, kept until the tables change (foreign shares are fixed).
         memo = self.regime.memo(self.quarter, self.compliance, self.us_technology)
-        per_interval = memo.get(("open", item, listed))
-        if per_interval is None:
-            per_interval = memo[("open", item, listed)] = (1.0 - blocked) @ self.foreign_share[item]
-        return per_interval[index]
+        kept = memo.get(("open", item, listed))
+        if kept is None:
+            thresholds, blocked = self.regime.blocked_table(
+                item, listed, self.quarter, self.compliance, self.us_technology
+            )
+            per_interval = (1.0 - blocked) @ self.foreign_share[item]
+            kept = memo[("open", item, listed)] = (thresholds, per_interval)
+        thresholds, per_interval = kept
+        return per_interval[interval_index(thresholds, gen)]
 
     def _world_revenue_by_origin(self, world_q: float, shares: np.ndarray) -> np.ndarray:
         out = np.zeros(len(ORIGINS))

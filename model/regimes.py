@@ -149,12 +149,8 @@ class ExportControlRegime(mesa.Agent):
         generation in ``gen``. Callers that reduce over origins can do so once per interval
         instead of once per buyer.
         """
-        if not (isinstance(gen, np.ndarray) and gen.ndim == 1 and gen.dtype == np.float64):
-            gen = np.atleast_1d(np.asarray(gen, dtype=float))
         thresholds, rows = self.blocked_table(item, listed, quarter, compliance, us_technology)
-        # Rules are step functions of the generation: a buyer at ``gen`` faces the rules whose
-        # threshold is at or below ``gen``, so its interval is found by bisection.
-        return thresholds.searchsorted(gen, side="right"), rows
+        return interval_index(thresholds, gen), rows
 
     def blocked_table(
         self,
@@ -339,6 +335,18 @@ class ExportControlRegime(mesa.Agent):
             for r in self.state.rules
             if r.item == idx and r.effective_q <= quarter and r.target == target
         )
+
+
+def interval_index(thresholds: np.ndarray, gen) -> np.ndarray:
+    """(n,) interval between rule ``thresholds`` (ascending) of each generation in ``gen``.
+
+    Rules are step functions of the generation: a buyer at ``gen`` faces the rules whose
+    threshold is at or below ``gen``, so its interval is found by bisection. ``gen`` is a
+    scalar or (n,); the result is always (n,).
+    """
+    if not (isinstance(gen, np.ndarray) and gen.ndim == 1 and gen.dtype == np.float64):
+        gen = np.atleast_1d(np.asarray(gen, dtype=float))
+    return thresholds.searchsorted(gen, side="right")
 
 
 def pressure_index(intensity: float, intensity_per_unit: float, max_index: float) -> float:

@@ -252,8 +252,8 @@ def learn(model, talent_factor: float, best: np.ndarray) -> None:
     line = f.line_index()
     gen = f.gen[:n]
     frontiers = line_frontiers(p, model.year_float)
-    rates = np.array([p["technology.learning_gen_per_year"][name] for name in FIRM_LINES])
-    ref = np.array([p["technology.rd_reference_usd_bn_per_year"][name] for name in FIRM_LINES])
+    rates = model.line_table("technology.learning_gen_per_year")
+    ref = model.line_table("technology.rd_reference_usd_bn_per_year")
     rd_ratio = QUARTERS_PER_YEAR * f.rd_usd_bn[:n] / ref.take(line)
     rd_ratio = np.clip(rd_ratio, p["technology.rd_ratio_floor"], p["technology.rd_ratio_ceiling"])
     rd_factor = rd_ratio ** p["technology.rd_elasticity"]

@@ -76,3 +76,21 @@ def test_the_private_write_check_sees_one():
     assert _private_writes("def f(model):\n    model.regime._version += 1\n") == [
         (2, "model.regime._version")
     ]
+
+
+def test_set_parameter_event_refreshes_the_per_line_tables(baseline):
+    """A per-line table kept by the model follows a set_parameter event on one of its keys."""
+    from model.firms import FIRM_LINE_INDEX
+
+    model = DecouplingModel(baseline, rng=0)
+    path = "firm_finance.build_quarters"
+    before = model.line_table(path)
+    assert not before.flags.writeable
+    assert model.line_table(path) is before  # kept, not rebuilt
+    ev = SetParameterEvent(at="2014Q1", action="set_parameter", path=f"{path}.foundry", value=33)
+    events.apply_event(model, ev)
+    after = model.line_table(path)
+    assert after[FIRM_LINE_INDEX["foundry"]] == 33.0
+    assert after[FIRM_LINE_INDEX["memory"]] == before[FIRM_LINE_INDEX["memory"]]
+    ratio = model.line_table("firm_finance.fab_co_investment_ratio", missing=0.0)
+    assert ratio[FIRM_LINE_INDEX["design"]] == 0.0  # a line the mapping leaves out
