@@ -636,7 +636,7 @@ class DecouplingModel(mesa.Model):
                 blk[i] = (1 - listed_share) * blk0 + listed_share * blk1
         share = np.array([self.foreign_share[seg] for seg in segs])
         open_o = (1.0 - blk) * share[:, None, :]
-        open_k = open_o.sum(axis=2)
+        open_k = open_o.sum(axis=-1)
         # Each segment is a column of one market, its tiers the rows: one domestic pool per
         # segment serves them all. Transposed views keep each column contiguous (summed as
         # on its own).
