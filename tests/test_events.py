@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from model import events
+from model.firms import FIRM_LINE_INDEX
 from model.model import DecouplingModel
 from model.scenario import EVENT_ACTIONS, SetParameterEvent
 
@@ -80,8 +81,6 @@ def test_the_private_write_check_sees_one():
 
 def test_set_parameter_event_refreshes_the_per_line_tables(baseline):
     """A per-line table kept by the model follows a set_parameter event on one of its keys."""
-    from model.firms import FIRM_LINE_INDEX
-
     model = DecouplingModel(baseline, rng=0)
     path = "firm_finance.build_quarters"
     before = model.line_table(path)
