@@ -46,7 +46,7 @@ def measure(scenario, scale: float, repeats: int, rounds: int = 1) -> dict:
             times[seed].append(time.perf_counter() - start)
             firm_quarters[seed] = int(cols["firms_active"].sum())
             peak[seed] = int(cols["firms_active"].max())
-    runs = [t for per_seed in times.values() for t in per_seed]
+    runs = [run for per_seed in times.values() for run in per_seed]
     t = statistics.median(runs)
     fq = statistics.median(firm_quarters.values())
     return {
@@ -117,11 +117,11 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[1, 5])
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
-    scenario = load_scenario(ROOT / "scenarios" / "baseline.yaml")
-    simulate(scenario, 0)  # warm-up: imports and caches
     for name in ("repeats", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    scenario = load_scenario(ROOT / "scenarios" / "baseline.yaml")
+    simulate(scenario, 0)  # warm-up: imports and caches
     rows = [measure(scenario, s, args.repeats, args.rounds) for s in args.scales]
     section = render(rows, args.repeats, args.rounds)
     print(section)
