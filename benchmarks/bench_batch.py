@@ -186,12 +186,17 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
 
 def decouple_batch(runs: int, jobs: int, out: Path) -> dict:
     """Measure ``decouple batch`` of ``runs`` baseline runs with ``jobs`` workers into ``out``."""
+    # ``--sample none``: default parameters, so ``--seeds runs`` is ``runs`` runs (the batch
+    # otherwise samples the scenario's declared uncertainty, 20 draws per seed).
     cmd = [
         sys.executable, "-m", "decouple.cli", "batch", str(BASELINE),
-        "--seeds", str(runs), "--jobs", str(jobs), "--out", str(out), "--quiet",
-        "--root-entropy", "20211013",
+        "--seeds", str(runs), "--sample", "none", "--jobs", str(jobs), "--out", str(out),
+        "--quiet", "--root-entropy", "20211013",
     ]  # fmt: skip
     res = measure(cmd)
+    finished = json.loads((out / "manifest.json").read_text())["runs"]["finished"]
+    if finished != runs:
+        raise RuntimeError(f"{' '.join(cmd)} ran {finished} runs, not the {runs} it times")
     res["per_run_s"] = res["wall_s"] / runs
     return res
 
