@@ -95,7 +95,7 @@ class DecouplingModel(mesa.Model):
         self.spec = scenario
         self.p = dict(parameters) if parameters is not None else scenario.resolved_parameters()
         self._drag_weights: dict | None = None  # see _located_drag_weights
-        self._line_tables: dict[str, np.ndarray] = {}  # see line_table
+        self._line_tables: dict[tuple, np.ndarray] = {}  # see line_table
         self.start_q = quarter_ordinal(scenario.start)
         self.end_q = quarter_ordinal(scenario.end)
         self.quarter = self.start_q
@@ -939,7 +939,8 @@ class DecouplingModel(mesa.Model):
         ``missing`` is None). Several phases look these tables up every quarter; each is
         built once and kept (read-only) until :meth:`set_parameter` forgets them all.
         """
-        table = self._line_tables.get(path)
+        key = (path, missing)  # the same mapping read with another default is another table
+        table = self._line_tables.get(key)
         if table is None:
             values = self.p[path]
             table = np.array(
@@ -947,7 +948,7 @@ class DecouplingModel(mesa.Model):
                  for name in FIRM_LINES]
             )  # fmt: skip
             table.flags.writeable = False
-            self._line_tables[path] = table
+            self._line_tables[key] = table
         return table
 
     def _located_drag_weights(self) -> dict:

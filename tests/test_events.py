@@ -93,3 +93,7 @@ def test_set_parameter_event_refreshes_the_per_line_tables(baseline):
     assert after[FIRM_LINE_INDEX["memory"]] == before[FIRM_LINE_INDEX["memory"]]
     ratio = model.line_table("firm_finance.fab_co_investment_ratio", missing=0.0)
     assert ratio[FIRM_LINE_INDEX["design"]] == 0.0  # a line the mapping leaves out
+    other = model.line_table("firm_finance.fab_co_investment_ratio", missing=-1.0)
+    assert other[FIRM_LINE_INDEX["design"]] == -1.0  # another default, another table
+    with pytest.raises(KeyError, match="eda_ip"):  # the first line it leaves out
+        model.line_table("firm_finance.fab_co_investment_ratio")
